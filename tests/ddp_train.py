@@ -1,0 +1,25 @@
+"Trains the tiny backbone on the synthetic fixture; run under `accelerate launch`. Each rank writes what it ended with."
+import sys, json, hashlib
+from pathlib import Path
+import torch
+from transformers import AutoTokenizer
+from aura.collate import tokenize_dataset, apply_label_policy
+from aura.model import make_tiny_backbone, build_model
+from aura.train import Trainer, TrainConfig, synthetic_mtl
+
+out = Path(sys.argv[1]); paradigm = sys.argv[2] if len(sys.argv) > 2 else 'masked'
+tiny = make_tiny_backbone(out/'tiny') if not (out/'tiny').exists() else str(out/'tiny')
+tok = AutoTokenizer.from_pretrained(tiny)
+train = tokenize_dataset(synthetic_mtl(seed=0), tok, max_length=32)
+val = apply_label_policy(tokenize_dataset(synthetic_mtl(64, 64, seed=1), tok, max_length=32), 'pseudo' if paradigm == 'paired' else 'mask')
+cfg = TrainConfig(paradigm=paradigm, epochs=3, bs=16, lr_encoder=3e-3, lr_heads=3e-3, seed=0, patience=0, save_every=0,
+                  monitor='val_mean_f1', tox_gamma=0., emo_gamma=0.)
+tr = Trainer(build_model(tiny), tok, train, val, cfg, out_dir=out/'run', quiet=True).fit()
+steps, epochs = tr.history()
+digest = hashlib.sha256(b''.join(p.detach().cpu().numpy().tobytes() for p in tr.acc.unwrap_model(tr.module).parameters())).hexdigest()
+rank = tr.acc.process_index
+(out/f'rank{rank}.json').write_text(json.dumps(dict(
+    rank=rank, world=tr.acc.num_processes, distributed=str(tr.acc.distributed_type), digest=digest,
+    n_steps=len(steps), first_loss=float(steps.loss[:3].mean()), last_loss=float(steps.loss[-3:].mean()),
+    val_tox_f1=float(epochs.val_tox_f1.max()), val_emo_f1=float(epochs.val_emo_f1.max()),
+    weights=tr.loss.weighting.weights())))
