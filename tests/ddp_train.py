@@ -12,7 +12,7 @@ tiny = make_tiny_backbone(out/'tiny') if not (out/'tiny').exists() else str(out/
 tok = AutoTokenizer.from_pretrained(tiny)
 train = tokenize_dataset(synthetic_mtl(seed=0), tok, max_length=32)
 val = apply_label_policy(tokenize_dataset(synthetic_mtl(64, 64, seed=1), tok, max_length=32), 'pseudo' if paradigm == 'paired' else 'mask')
-cfg = TrainConfig(paradigm=paradigm, epochs=3, bs=16, lr_encoder=3e-3, lr_heads=3e-3, seed=0, patience=0, save_every=0,
+cfg = TrainConfig(paradigm=paradigm, epochs=6, bs=16, lr_encoder=3e-3, lr_heads=3e-3, seed=0, patience=0, save_every=0,
                   monitor='val_mean_f1', tox_gamma=0., emo_gamma=0.)
 tr = Trainer(build_model(tiny), tok, train, val, cfg, out_dir=out/'run', quiet=True).fit()
 steps, epochs = tr.history()
@@ -20,6 +20,6 @@ digest = hashlib.sha256(b''.join(p.detach().cpu().numpy().tobytes() for p in tr.
 rank = tr.acc.process_index
 (out/f'rank{rank}.json').write_text(json.dumps(dict(
     rank=rank, world=tr.acc.num_processes, distributed=str(tr.acc.distributed_type), digest=digest,
-    n_steps=len(steps), first_loss=float(steps.loss[:3].mean()), last_loss=float(steps.loss[-3:].mean()),
+    n_steps=len(steps), first_loss=float(steps.loss[:8].mean()), last_loss=float(steps.loss[-8:].mean()),
     val_tox_f1=float(epochs.val_tox_f1.max()), val_emo_f1=float(epochs.val_emo_f1.max()),
     weights=tr.loss.weighting.weights())))
