@@ -2,16 +2,19 @@
 
 In accelerate 1.x, `accelerate launch --cpu --num_processes 2` starts a single process unless an MPI host file is
 configured; `--multi_gpu` with `ACCELERATE_USE_CPU=1` starts two CPU processes through torchrun (gloo backend)."""
-import json, os, subprocess, sys
+import json, os, socket, subprocess, sys
 from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
 
+def free_port()->int:
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
 @pytest.mark.parametrize('paradigm', ['masked', 'paired'])
 def test_ddp_two_cpu_processes(tmp_path, paradigm):
     env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'OMP_NUM_THREADS': '1', 'ACCELERATE_USE_CPU': '1'}
-    cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1',
+    cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--main_process_port', str(free_port()),
            '--mixed_precision', 'no', '--dynamo_backend', 'no', str(HERE/'ddp_train.py'), str(tmp_path), paradigm]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
