@@ -191,17 +191,19 @@ def predict_fixed_pad(model:nn.Module, enc:dict, bs:int=16)->dict:
 # %% ../nbs/11_bench.ipynb #8de22d30
 def bench_eval(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, # tokenized rows (input_ids, text)
                bs:int=16, repeats:int=3)->dict:
-    "Samples/s of `aura.evaluate.predict` (length-sorted) and of padding to 128 (median of `repeats`, after a warm-up)."
-    enc = pad128(tokenizer, eval_tok[:]['text']); n = len(eval_tok); warm = eval_tok.select(range(min(n, 2 * bs)))
-    predict(model, warm, bs=bs, pad_token_id=tokenizer.pad_token_id); predict_fixed_pad(model, {k: v[:2 * bs] for k, v in enc.items()}, bs)
-    ta, tf = [], []
+    "Samples/s of `aura.evaluate.predict` as configured by default, of the same at `bs` rows per batch, and of padding to 128 at `bs`."
+    enc = pad128(tokenizer, eval_tok[:]['text']); n = len(eval_tok); pad = tokenizer.pad_token_id
+    paths = {'aura': lambda: predict(model, eval_tok, pad_token_id=pad),                          # token-budget batches
+             'aura_same_bs': lambda: predict(model, eval_tok, bs=bs, max_tokens=None, pad_token_id=pad), # sorted, `bs` rows
+             'fixed_pad': lambda: predict_fixed_pad(model, enc, bs)}
+    predict(model, eval_tok.select(range(min(n, 2 * bs))), pad_token_id=pad); predict_fixed_pad(model, {k: v[:2 * bs] for k, v in enc.items()}, bs)
+    ts = {k: [] for k in paths}
     for _ in range(repeats):
-        t = time.perf_counter(); predict(model, eval_tok, bs=bs, pad_token_id=tokenizer.pad_token_id); ta.append(time.perf_counter() - t)
-        t = time.perf_counter(); predict_fixed_pad(model, enc, bs); tf.append(time.perf_counter() - t)
+        for k, f in paths.items(): t = time.perf_counter(); f(); ts[k].append(time.perf_counter() - t)
     lens = np.asarray(eval_tok[:]['length'])
-    return dict(aura_samples_per_s=float(n / np.median(ta)), fixed_pad_samples_per_s=float(n / np.median(tf)),
-                aura_samples_per_s_repeats=[n / t for t in ta], fixed_pad_samples_per_s_repeats=[n / t for t in tf],
-                rows=n, mean_real_tokens_per_sample=float(lens.mean()))
+    return {**{f'{k}_samples_per_s': float(n / np.median(v)) for k, v in ts.items()},
+            **{f'{k}_samples_per_s_repeats': [n / t for t in v] for k, v in ts.items()},
+            'rows': n, 'mean_real_tokens_per_sample': float(lens.mean())}
 
 # %% ../nbs/11_bench.ipynb #2b9235d2
 def bench_data_prep(ds:datasets.Dataset, tokenizer, max_length:int=128, repeats:int=3)->dict:
@@ -271,7 +273,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
               steps:int=10,              # optimizer steps per timed window
               warmup:int=3,              # untimed optimizer steps first
               bs:int=16,                 # one batch size for every contender
-              eval_rows:int=256,         # rows of the tiers used for evaluation throughput
+              eval_rows:int=512,         # rows of the tiers used for evaluation throughput
               prep_rows:int|None=None,   # training rows for the tokenization cold/warm timing (None: all)
               max_epoch_steps:int|None=64, # longer epochs are timed partly and extrapolated (None: never)
               backbone:str='offline',    # encoder (tests use the tiny one)
@@ -298,7 +300,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
         rss[f'train_{name}'] = peak_rss_mb()
         say(f"train {name}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} real tokens/s, pad {r['pad_fraction']:.0%} ({r['wall_s']:.0f}s)")
     ev_res = bench_eval(base, tok, ev_tok, bs=bs, repeats=repeats); rss['eval'] = peak_rss_mb()
-    say(f"eval: aura {ev_res['aura_samples_per_s']:.1f} vs fixed-pad {ev_res['fixed_pad_samples_per_s']:.1f} samples/s")
+    say(f"eval: aura {ev_res['aura_samples_per_s']:.1f} (at bs {bs}: {ev_res['aura_same_bs_samples_per_s']:.1f}) vs fixed-pad {ev_res['fixed_pad_samples_per_s']:.1f} samples/s")
     rows = [r for r in rows if r <= len(train_tok)] or [len(train_tok)]
     ep = bench_epochs(base, tok, train_tok, rows=rows, bs=bs, max_epoch_steps=max_epoch_steps, seed=seed); rss['epochs'] = peak_rss_mb()
     say('epochs: ' + ', '.join(f"{k} rows {v['epoch_s']:.1f}s" + (' (extrapolated)' if v['extrapolated'] else '') for k, v in ep.items()))
@@ -314,7 +316,8 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
         peak_rss_mb=peak_rss_mb(),
         epoch_seconds_by_rows=es,
         samples_per_s={'train': {k: v['samples_per_s'] for k, v in contenders.items()},
-                       'eval': {'aura': ev_res['aura_samples_per_s'], 'fixed_pad': ev_res['fixed_pad_samples_per_s']}},
+                       'eval': {'aura': ev_res['aura_samples_per_s'], f'aura_bs{bs}': ev_res['aura_same_bs_samples_per_s'], 'fixed_pad': ev_res['fixed_pad_samples_per_s']}},
+        eval_speedup_same_bs=ev_res['aura_same_bs_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
         real_tokens_per_s={k: v['tokens_per_s'] for k, v in contenders.items()},
         mfu_by_contender={k: train_mfu(v['tokens_per_s'], n_ne, flops) for k, v in contenders.items()},
         matmul_gflops=flops / 1e9, non_embedding_params=n_ne,
@@ -327,7 +330,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
                            aura=dict(config=_cfg_dict(bs), timed='Trainer._train_epoch steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
                            fixed_pad='padding=max_length 128, DataLoader shuffle=True, torch.optim.AdamW(lr=5e-5), summed BCE+CE masked loss, loss.item() per step',
                            hf_trainer=f"transformers.Trainer on aura's model + summed BCE+CE masked loss, DataCollatorWithPadding, train_sampling_strategy='group_by_length', optim={h.get('optim')}, use_cpu, no eval/save/logging",
-                           eval='aura.evaluate.predict (length-sorted, dynamic padding) vs the same model on rows padded to 128, inference_mode, same bs',
+                           eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a budget of 8192 padded tokens, at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; inference_mode',
                            mfu='6 x non-embedding params x real tokens/s / measured fp32 2048^2 matmul FLOP/s (attention T^2 term not counted)',
                            load_average_start=load0, load_average=os.getloadavg(), wall_s=time.perf_counter() - t_all)
     res['env'] = env_info(device='cpu')
@@ -347,7 +350,7 @@ def format_table(res:dict)->str:
     for k in ('aura', 'fixed_pad', 'hf_trainer'):
         L.append(f"{k:<26}{sp['train'][k]:>10.1f}{tk[k]:>10.0f}{res['train'][k]['pad_fraction']*100:>7.0f}{mf[k]:>7.2f}")
     L.append(f"{'evaluation':<26}{'samples/s':>10}")
-    for k in ('aura', 'fixed_pad'): L.append(f"{k:<26}{sp['eval'][k]:>10.1f}")
+    for k, v in sp['eval'].items(): L.append(f"{k:<26}{v:>10.1f}")
     L.append('epoch seconds by rows: ' + ', '.join(f"{k}: {v['epoch_s']:.1f}" + ('*' if v['extrapolated'] else '') for k, v in res['epochs'].items())
              + ('  (* extrapolated from a timed fraction)' if any(v['extrapolated'] for v in res['epochs'].values()) else ''))
     L.append(f"{'target':<34}{'value':>9}  {'bound':<8}result")
@@ -384,7 +387,7 @@ def parse_args(argv=None)->argparse.Namespace:
     p.add_argument('--steps', type=int, default=10, help='optimizer steps per timed window')
     p.add_argument('--warmup', type=int, default=3, help='untimed optimizer steps before the first window')
     p.add_argument('--bs', type=int, default=16, help='batch size for every contender')
-    p.add_argument('--eval-rows', type=int, default=256, help='tier rows for evaluation throughput')
+    p.add_argument('--eval-rows', type=int, default=512, help='tier rows for evaluation throughput')
     p.add_argument('--max-epoch-steps', type=int, default=64, help='time at most this many steps of an epoch and extrapolate (0: full epochs)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default, one per core)')
     p.add_argument('--out', default='outputs/bench/latest.json', help='JSON results (plots go next to it)')

@@ -13,7 +13,7 @@ from .collate import MultiTaskCollator
 
 # %% auto #0
 __all__ = ['majority_floor', 'macro_f1', 'bootstrap_ci', 'paired_bootstrap', 'tox_metrics', 'emo_metrics', 'evaluate_tiers',
-           'delta_f1', 'delta_f1_ci', 'predict']
+           'delta_f1', 'delta_f1_ci', 'token_batches', 'predict']
 
 # %% ../nbs/06_evaluate.ipynb #11e8948a
 def _labels(y, name='y', n_classes=2)->np.ndarray:
@@ -207,12 +207,34 @@ def delta_f1_ci(preds_by_tier:dict, threshold:float=0.5, n:int=1000, seed:int=0,
     return (out[0][0] - out[1][0], float(lo), float(hi))
 
 # %% ../nbs/06_evaluate.ipynb #e74d3175
+def token_batches(lens,                # (N,) token count of each item
+                  bs:int=512,          # at most this many rows per batch
+                  max_tokens:int|None=8192, # at most this many padded tokens (rows × longest row) per batch; None: rows only
+                  sort:bool=True       # longest first (little padding); False keeps the given order
+                 )->list:              # index arrays, one per batch, covering every item once
+    "Cut items into batches by a row cap and a padded-token budget, longest first unless `sort=False`."
+    lens = np.asarray(lens, dtype=np.int64)
+    if bs < 1: raise ValueError(f"bs={bs} must be >= 1")
+    if max_tokens is not None and max_tokens < 1: raise ValueError(f"max_tokens={max_tokens} must be >= 1 (or None)")
+    order = np.argsort(-lens, kind='stable') if sort else np.arange(len(lens))
+    out, start, longest = [], 0, 0
+    for i, j in enumerate(order):
+        l = max(longest, int(lens[j])); k = i - start + 1
+        if i > start and (k > bs or (max_tokens and k * l > max_tokens)):
+            out.append(order[start:i]); start, l = i, int(lens[j])
+        longest = l
+    if start < len(order): out.append(order[start:])
+    return out
+
+# %% ../nbs/06_evaluate.ipynb #a3e792ae
 def predict(model,                 # model(input_ids=, attention_mask=) -> dict(tox_logits (B,), emo_logits (B,7))
             ds_tok,                # HF Dataset (or dict) with an `input_ids` column of unpadded token-id lists
-            bs:int=64,             # batch size
+            bs:int=512,            # at most this many rows per batch
             device=None,           # default: the device of the model's parameters
             pad_token_id:int=0,    # id used to pad (the tokenizer's `pad_token_id`)
-            sort:bool=True         # batch by length (faster); False keeps dataset order
+            sort:bool=True,        # batch by length (faster); False keeps dataset order
+            feed=None,             # two-step models: first-task labels per item (-1: use the prediction), e.g. the oracle
+            max_tokens:int|None=8192 # padded-token budget per batch (`token_batches`); None: `bs` rows per batch
            )->dict:                # tox_logits (N,), emo_logits (N, 7) as float32 numpy, in dataset order
     "Logits of both heads for every item of `ds_tok`, computed in length-sorted batches and returned in dataset order."
     ids = ds_tok[:]['input_ids'] if hasattr(ds_tok, 'with_format') else ds_tok['input_ids']; n = len(ids)   # one read, not row by row
@@ -220,16 +242,19 @@ def predict(model,                 # model(input_ids=, attention_mask=) -> dict(
     if device is None: device = next(model.parameters()).device
     lens = np.array([len(x) for x in ids], dtype=np.int64)
     if n and lens.min() == 0: raise ValueError(f"ds_tok row {int(lens.argmin())} has empty input_ids")
-    order = np.argsort(-lens, kind='stable') if sort else np.arange(n)
+    batches = token_batches(lens, bs, max_tokens, sort)
+    if feed is not None:
+        feed = np.asarray(feed, dtype=np.int64)
+        if feed.shape != (n,): raise ValueError(f"feed has shape {feed.shape}, expected ({n},): one first-task label per item")
     tox, emo = np.zeros(n, np.float32), np.zeros((n, 7), np.float32)
     pad = MultiTaskCollator(pad_token_id, keys=())     # the training collator's padding, so both paths pad alike
     was_training = model.training; model.eval()
     try:
         with torch.inference_mode():
-            for s in range(0, n, bs):
-                b = order[s:s + bs]
+            for b in batches:
                 x = pad({'input_ids': [ids[j] for j in b]})
-                out = model(input_ids=x['input_ids'].to(device), attention_mask=x['attention_mask'].to(device))
+                kw = {} if feed is None else {'feed': torch.as_tensor(feed[b], device=device)}
+                out = model(input_ids=x['input_ids'].to(device), attention_mask=x['attention_mask'].to(device), **kw)
                 tox[b] = out['tox_logits'].float().cpu().numpy().reshape(-1)
                 emo[b] = out['emo_logits'].float().cpu().numpy()
     finally: model.train(was_training)

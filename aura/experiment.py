@@ -13,7 +13,7 @@ from datasets import concatenate_datasets, Dataset
 from .core import set_seed, get_device, auto_precision, env_info, save_json, atomic_write, SAMPLES_PATH, shared_data_dir, column
 from .data import load_olid, load_goemotions, load_tiers, load_report, EMOTIONS
 from .collate import PARADIGMS, resolve_paradigm, apply_label_policy, tokenize_dataset
-from .model import build_model, load_tokenizer, check_backbone, freeze, FREEZE, load_model, BackboneNotFoundError
+from .model import build_model, load_tokenizer, check_backbone, freeze, FREEZE, load_model, BackboneNotFoundError, ModelConfig, n_params
 from .train import Trainer, TrainConfig, validation_set, SCHEDULERS, MONITORS, VAL_SETS
 from .evaluate import predict, tox_metrics, emo_metrics, delta_f1
 from .calibrate import calibrate, apply_temperature
@@ -21,7 +21,7 @@ from .calibrate import calibrate, apply_temperature
 # %% auto #0
 __all__ = ['PRESETS', 'THRESHOLD_POLICIES', 'TIERS', 'REQUIRED_FILES', 'WEIGHT_FILES', 'ExperimentConfig', 'paradigm_name',
            'make_config', 'validate', 'RunExistsError', 'start_run', 'overlap_counts', 'load_data', 'train_run',
-           'evaluate_run', 'evaluate_model_dir', 'run_experiment', 'finish_run']
+           'evaluate_run', 'oracle_metrics', 'evaluate_model_dir', 'run_experiment', 'peak_memory', 'finish_run']
 
 # %% ../nbs/10_experiment.ipynb #ed9278f4
 PRESETS = {
@@ -54,6 +54,7 @@ class ExperimentConfig:
     weighting: str = 'kendall'; fixed_weights: dict|None = None
     pooling: str = 'cls'; head_hidden: int = 0; dropout: float = 0.1
     freeze: str = 'none'; freeze_layers: int = 0
+    head_mode: str = 'joint'; order: str = 'emo_tox'; feed: str = 'pred'
     group_by_length: bool = True; task_sampling: str = 'cycle'; temperature: float = 2.0
     threshold: float = 0.5; threshold_policy: str = 'fixed'
     tiers: tuple = TIERS; jigsaw_subset: str = 'auto'; toxigen_threshold: float = 5.5
@@ -143,6 +144,9 @@ def validate(cfg:ExperimentConfig)->ExperimentConfig:
     bad = [t for t in cfg.tiers if t not in TIERS]
     if bad or not cfg.tiers: raise ValueError(f"tiers={list(cfg.tiers)!r}: each must be one of {TIERS}")
     if cfg.freeze not in FREEZE: raise ValueError(f"freeze={cfg.freeze!r}: expected one of {FREEZE}")
+    ModelConfig(head_mode=cfg.head_mode, order=cfg.order)   # checks head_mode and order
+    if cfg.head_mode == 'two_step' and batching == 'single':
+        raise ValueError(f"head_mode='two_step' feeds one task's prediction to the other, but paradigm={cfg.paradigm!r} trains toxicity only")
     if not 8 <= cfg.max_length: raise ValueError(f"max_length={cfg.max_length}: must be >= 8")
     for k in ('max_train_rows', 'max_eval_rows', 'freeze_layers'):
         if getattr(cfg, k) < 0: raise ValueError(f"{k}={getattr(cfg, k)}: must be >= 0")
@@ -246,7 +250,8 @@ def load_data(cfg:ExperimentConfig, tokenizer)->dict:
 def train_run(cfg:ExperimentConfig, data:dict, tokenizer, run:Path, quiet:bool=False)->Trainer:
     "Train under `cfg`, writing the checkpoint, the best model and the history into `run`."
     set_seed(cfg.seed)
-    model = build_model(cfg.backbone, pooling=cfg.pooling, head_hidden=cfg.head_hidden, dropout=cfg.dropout)
+    model = build_model(cfg.backbone, pooling=cfg.pooling, head_hidden=cfg.head_hidden, dropout=cfg.dropout,
+                        head_mode=cfg.head_mode, order=cfg.order)
     freeze(model, cfg.freeze, cfg.freeze_layers)
     tr = Trainer(model, tokenizer, data['train'], data['val'], cfg.train_config(), out_dir=run, quiet=quiet).fit()
     steps, epochs = tr.history()
@@ -258,7 +263,7 @@ def _sigmoid(z): return 1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 def evaluate_run(cfg:ExperimentConfig, model, tokenizer, data:dict, run:Path|None=None)->dict:
     "Calibrate on OLID validation, evaluate every tier and the emotion test set; write predictions (if `run`); return the metrics."
-    pad = tokenizer.pad_token_id; kw = dict(bs=128, pad_token_id=pad)
+    pad = tokenizer.pad_token_id; kw = dict(pad_token_id=pad)
     val_y = column(data['olid_val'], 'tox_label'); val_z = predict(model, data['olid_val'], **kw)['tox_logits']
     preds = {k: predict(model, ds, **kw) for k, ds in data['tiers'].items()}
     l1 = 'L1_olid' if 'L1_olid' in preds else next(iter(preds))
@@ -284,9 +289,25 @@ def evaluate_run(cfg:ExperimentConfig, model, tokenizer, data:dict, run:Path|Non
         pe = torch.softmax(torch.as_tensor(ze, dtype=torch.float32), -1).numpy()
         df = pd.DataFrame({'text': data['emo_test']['text'], 'label': ye, 'pred': pe.argmax(-1), **{f'prob_{c}': pe[:, i] for i, c in enumerate(EMOTIONS)}})
         save('emotion', df)
+    if getattr(model, 'first', None): m['oracle'] = oracle_metrics(model, data, thr[head], pad, cfg.seed)
     m['calibration'] = cal
     m['overlap'] = data.get('overlap', {})   # test rows whose text is also a training text
     return m
+
+# %% ../nbs/10_experiment.ipynb #09b05316
+def oracle_metrics(model, data:dict, threshold:float, pad_token_id:int, seed:int=0)->dict:
+    "Per evaluation set of a two-step model's second task: gold coverage of the first task and, where covered, the oracle F1."
+    first, second = model.first, model.second
+    sets = data['tiers'] if second == 'tox' else ({'emotion': data['emo_test']} if 'emo_test' in data else {})
+    out = {}
+    for k, ds in sets.items():
+        g = column(ds, f'{first}_label'); r = {'first': first, 'coverage': float((g >= 0).mean())}
+        if r['coverage'] > 0:
+            o = predict(model, ds, pad_token_id=pad_token_id, feed=g)
+            r['macro_f1'] = (tox_metrics(column(ds, 'tox_label'), _sigmoid(o['tox_logits']), threshold, n_boot=0)['macro_f1'] if second == 'tox'
+                             else emo_metrics(column(ds, 'emo_label'), o['emo_logits'], n_boot=0)['macro_f1'])
+        out[k] = r
+    return out
 
 # %% ../nbs/10_experiment.ipynb #b6b8ce35
 def evaluate_model_dir(model_dir:str|Path,     # a directory written by `aura.model.save_model` (e.g. a run's best_model/)
@@ -314,10 +335,19 @@ def run_experiment(quiet:bool=False, **params)->Path:
     finish_run(run, cfg, m, tr, t0)
     return run
 
+def peak_memory()->dict:
+    "Peak resident memory of this process so far (MB) and, on CUDA, the peak allocated by torch (MB)."
+    import resource, sys
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == 'darwin' else 2**10)  # bytes on macOS, KiB on Linux
+    out = {'peak_rss_mb': round(rss, 1)}
+    if torch.cuda.is_available(): out['peak_cuda_mb'] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
 def finish_run(run:Path, cfg:ExperimentConfig, metrics:dict, trainer:Trainer, t0:float)->dict:
     "Add the run facts (best epoch, times, sizes) to `metrics` and write `metrics.json` last: its presence marks a finished run."
     metrics = {'run_id': run.name, 'run_name': cfg.run_name, 'paradigm': json.loads((run/'config.json').read_text())['paradigm'],
                'seed': cfg.seed, **metrics, 'best_epoch': trainer.state['best_epoch'], 'epochs_run': trainer.state['epoch'],
-               'steps': trainer.state['step'], 'train_seconds': getattr(trainer, 'train_seconds', None), 'wall_seconds': time.time() - t0}
+               'steps': trainer.state['step'], 'train_seconds': getattr(trainer, 'train_seconds', None), 'wall_seconds': time.time() - t0,
+               'n_params': n_params(trainer.model), 'n_trainable': n_params(trainer.model, trainable=True), **peak_memory()}
     save_json(metrics, run/'metrics.json')
     return metrics

@@ -14,10 +14,10 @@ from safetensors.torch import save_file, load_file
 from .core import offline_backbone, save_json, sha256_file
 
 # %% auto #0
-__all__ = ['OFFLINE', 'POOLINGS', 'ACTIVATIONS', 'N_EMO', 'FREEZE', 'LAYER_PATHS', 'AURA_CONFIG', 'WEIGHTS', 'FORMAT',
-           'make_tiny_backbone', 'BackboneNotFoundError', 'check_backbone', 'ModelConfig', 'pool', 'make_head',
-           'MultiTaskModel', 'build_model', 'load_tokenizer', 'n_params', 'encoder_layers', 'freeze', 'param_groups',
-           'ModelLoadError', 'ModelFileMissing', 'check_tokenizer', 'save_model', 'load_model']
+__all__ = ['OFFLINE', 'POOLINGS', 'ACTIVATIONS', 'N_EMO', 'HEAD_MODES', 'ORDERS', 'FREEZE', 'LAYER_PATHS', 'AURA_CONFIG',
+           'WEIGHTS', 'FORMAT', 'make_tiny_backbone', 'BackboneNotFoundError', 'check_backbone', 'ModelConfig', 'pool',
+           'make_head', 'MultiTaskModel', 'build_model', 'load_tokenizer', 'n_params', 'encoder_layers', 'freeze',
+           'param_groups', 'ModelLoadError', 'ModelFileMissing', 'check_tokenizer', 'save_model', 'load_model']
 
 # %% ../nbs/04_model.ipynb #6f25e626
 @contextmanager
@@ -82,6 +82,8 @@ def check_backbone(backbone:str # hub id, local folder, or 'offline'
 POOLINGS = ('cls', 'mean')
 ACTIVATIONS = {'gelu': nn.GELU, 'relu': nn.ReLU, 'tanh': nn.Tanh}
 N_EMO = 7  # len(aura.data.EMOTIONS)
+HEAD_MODES = ('joint', 'two_step')
+ORDERS = ('emo_tox', 'tox_emo')
 
 @dataclass
 class ModelConfig:
@@ -93,7 +95,11 @@ class ModelConfig:
     activation:str='gelu'  # hidden-layer activation, a key of `ACTIVATIONS`
     n_emo:int=N_EMO        # number of emotion classes
     encoder_kwargs:dict=field(default_factory=dict) # extra arguments the encoder was built with
+    head_mode:str='joint'  # one of `HEAD_MODES`: 'joint' (two independent heads) or 'two_step'
+    order:str='emo_tox'    # two_step: one of `ORDERS`, 'emo_tox' feeds the emotion prediction to the toxicity head
     def __post_init__(self):
+        if self.head_mode not in HEAD_MODES: raise ValueError(f"head_mode={self.head_mode!r}: expected one of {HEAD_MODES}")
+        if self.order not in ORDERS: raise ValueError(f"order={self.order!r}: expected one of {ORDERS}")
         if self.pooling not in POOLINGS: raise ValueError(f"pooling={self.pooling!r}: expected one of {POOLINGS}")
         if self.activation not in ACTIVATIONS: raise ValueError(f"activation={self.activation!r}: expected one of {tuple(ACTIVATIONS)}")
         if not (isinstance(self.head_hidden, int) and self.head_hidden >= 0): raise ValueError(f"head_hidden={self.head_hidden!r}: expected an int >= 0")
@@ -119,15 +125,34 @@ def make_head(n_in:int, n_out:int, head_hidden:int=0, dropout:float=0.1, activat
     return nn.Sequential(*layers, nn.Linear(d, n_out))
 
 # %% ../nbs/04_model.ipynb #a46340f8
+def _feed(first:str, logits:Tensor, gold:Tensor|None, n_emo:int)->Tensor:
+    "What the first task passes to the second head: its (detached) probabilities, with gold labels substituted where `gold >= 0`."
+    p = (torch.softmax(logits, -1) if first == 'emo' else torch.sigmoid(logits).unsqueeze(-1)).detach()
+    if gold is None: return p
+    gold = gold.to(p.device).long(); has = (gold >= 0).unsqueeze(-1)
+    g = F.one_hot(gold.clamp(min=0), n_emo).to(p.dtype) if first == 'emo' else gold.clamp(min=0).to(p.dtype).unsqueeze(-1)
+    return torch.where(has, g, p)
+
 class MultiTaskModel(nn.Module):
-    "A shared encoder with a binary toxicity head (one logit) and an `n_emo`-way emotion head."
+    "A shared encoder with a binary toxicity head (one logit) and an `n_emo`-way emotion head, joint or two-step."
     def __init__(self, encoder:nn.Module, # a Hugging Face `AutoModel` (anything returning `last_hidden_state`)
                  cfg:ModelConfig):        # head and pooling options
         super().__init__()
         self.encoder, self.cfg = encoder, cfg
         d = encoder.config.hidden_size
-        self.tox_head = make_head(d, 1, cfg.head_hidden, cfg.dropout, cfg.activation)
-        self.emo_head = make_head(d, cfg.n_emo, cfg.head_hidden, cfg.dropout, cfg.activation)
+        extra = {'tox': 0, 'emo': 0}
+        if cfg.head_mode == 'two_step': extra[self.second] = cfg.n_emo if self.first == 'emo' else 1
+        self.tox_head = make_head(d + extra['tox'], 1, cfg.head_hidden, cfg.dropout, cfg.activation)
+        self.emo_head = make_head(d + extra['emo'], cfg.n_emo, cfg.head_hidden, cfg.dropout, cfg.activation)
+
+    @property
+    def first(self)->str|None:
+        "two_step: the task predicted first ('emo' or 'tox'); None for joint heads."
+        return self.cfg.order.split('_')[0] if self.cfg.head_mode == 'two_step' else None
+    @property
+    def second(self)->str|None:
+        "two_step: the task whose head also sees the first task's prediction."
+        return self.cfg.order.split('_')[1] if self.cfg.head_mode == 'two_step' else None
 
     def embed(self, input_ids:Tensor, attention_mask:Tensor|None=None, token_type_ids:Tensor|None=None,
               normalize:bool=False # L2-normalise (for cosine similarity)
@@ -140,11 +165,18 @@ class MultiTaskModel(nn.Module):
         return F.normalize(z, dim=-1) if normalize else z
 
     def forward(self, input_ids:Tensor, attention_mask:Tensor|None=None, token_type_ids:Tensor|None=None,
+                feed:Tensor|None=None, # two_step: gold labels of the first task (-1: use the prediction), e.g. teacher forcing
                 **kwargs # ignored (labels and other batch keys)
                )->dict:  # tox_logits (B,), emo_logits (B, n_emo)
         "Logits of both tasks for a batch."
         z = self.embed(input_ids, attention_mask, token_type_ids)
-        return {'tox_logits': self.tox_head(z).squeeze(-1), 'emo_logits': self.emo_head(z)}
+        heads = {'tox': self.tox_head, 'emo': self.emo_head}
+        if self.first is None: out = {t: h(z) for t, h in heads.items()}
+        else:
+            out = {self.first: heads[self.first](z)}
+            f = _feed(self.first, out[self.first].squeeze(-1) if self.first == 'tox' else out[self.first], feed, self.cfg.n_emo)
+            out[self.second] = heads[self.second](torch.cat([z, f.to(z.dtype)], -1))
+        return {'tox_logits': out['tox'].squeeze(-1), 'emo_logits': out['emo']}
 
 # %% ../nbs/04_model.ipynb #ff2abed4
 def _encoder_kwargs(config)->dict:
@@ -160,11 +192,13 @@ def build_model(backbone:str=OFFLINE, # hub id, local folder, or 'offline'
                 head_hidden:int=0,    # heads' hidden layer size (0: linear heads)
                 dropout:float=0.1,    # heads' dropout
                 activation:str='gelu', # heads' hidden activation
-                n_emo:int=N_EMO       # number of emotion classes
+                n_emo:int=N_EMO,      # number of emotion classes
+                head_mode:str='joint',# one of `HEAD_MODES`
+                order:str='emo_tox'   # two_step: one of `ORDERS`
                )->MultiTaskModel:
     "A `MultiTaskModel` on the pretrained `backbone` with freshly initialised heads."
     from transformers import AutoModel
-    cfg = ModelConfig(str(backbone), pooling, head_hidden, dropout, activation, n_emo)
+    cfg = ModelConfig(str(backbone), pooling, head_hidden, dropout, activation, n_emo, head_mode=head_mode, order=order)
     path, bcfg = _resolve_backbone(backbone)
     cfg.encoder_kwargs = _encoder_kwargs(bcfg)
     try:

@@ -12,7 +12,8 @@ from .evaluate import macro_f1
 from .runs import load_runs, summarise, _read_preds, _same_items
 
 # %% auto #0
-__all__ = ['CELLS', 'VARIANTS', 'study_grid', 'run_grid', 'attribution', 'seed_paired_bootstrap', 'study_tables']
+__all__ = ['CELLS', 'VARIANTS', 'study_grid', 'run_grid', 'attribution', 'seed_paired_bootstrap', 'study_tables',
+           'scenario_table', 'plot_tradeoff', 'run_scenarios']
 
 # %% ../nbs/13_study.ipynb #5fba3ae2
 CELLS = {('mask', 'interleaved'): 'masked', ('mask', 'mixed'): 'masked_mixed',
@@ -119,3 +120,51 @@ def study_tables(runs_dir:str|Path, prefix:str='study', tiers=('L1_olid', 'L2_ji
         for t in tiers:
             rows.append(dict(a=a, b=b, **seed_paired_bootstrap(pa, pb, t, n=n)))
     return dict(runs=df, summary=summary, attribution=attribution(df, prefix=prefix), diffs=pd.DataFrame(rows))
+
+# %% ../nbs/13_study.ipynb #a8ceef46
+def scenario_table(runs:dict,          # scenario name -> run directory (with metrics.json)
+                   tiers=('L1_olid', 'L2_jigsaw', 'L3_toxigen')
+                  )->pd.DataFrame:     # one row per scenario (index), numeric columns plus `<tier>.ci` strings
+    "Macro-F1 per tier (95% CI) and emotion, trainable parameters, training seconds and peak memory of named runs."
+    rows = []
+    for name, d in runs.items():
+        f = Path(d)/'metrics.json'
+        if not f.is_file(): raise FileNotFoundError(f"scenario {name!r}: {f} is missing (the run has not finished)")
+        m = json.loads(f.read_text()); r = {'scenario': name}
+        for t in tiers:
+            tm = m.get('tiers', {}).get(t)
+            if tm: r[t], r[f'{t}.ci'] = tm['macro_f1'], f"[{tm['ci_lo']:.3f}, {tm['ci_hi']:.3f}]"
+        r['emotion'] = m.get('emotion', {}).get('macro_f1', np.nan)
+        for k in ('n_trainable', 'train_seconds', 'epochs_run', 'best_epoch', 'peak_rss_mb'): r[k] = m.get(k, np.nan)
+        rows.append(r)
+    return pd.DataFrame(rows).set_index('scenario')
+
+def plot_tradeoff(table:pd.DataFrame,   # `scenario_table` output
+                  tiers=('L1_olid', 'L2_jigsaw', 'L3_toxigen'),
+                  title:str='accuracy against cost'):
+    "Macro-F1 per tier against training time and against trainable parameters, one labelled point per scenario and tier."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, x, xl in zip(axs, ('train_seconds', 'n_trainable'), ('training time (s)', 'trainable parameters')):
+        for i, t in enumerate(t for t in tiers if t in table):
+            ax.scatter(table[x], table[t], color=f'C{i}', label=t, zorder=3)
+        top = [t for t in tiers if t in table][0]
+        for name, r in table.iterrows(): ax.annotate(name, (r[x], r[top]), xytext=(4, 4), textcoords='offset points', fontsize=7)
+        ax.set(xlabel=xl); ax.grid(alpha=.3)
+        if x == 'n_trainable' and (table[x] > 0).all(): ax.set_xscale('log')
+    axs[0].set_ylabel('macro-F1'); axs[0].legend(fontsize=8); fig.suptitle(title); fig.tight_layout()
+    return fig
+
+# %% ../nbs/13_study.ipynb #16dbf0bb
+def run_scenarios(scenarios:dict,     # scenario name -> its run's parameters (`run_name` optional: default `<prefix>-<name>`)
+                  runs_dir:str|Path,  # where the run folders go
+                  notebook:str|Path,  # the experiment notebook
+                  prefix:str='scenario',
+                  **common            # parameters shared by every run
+                 )->dict:             # scenario name -> run directory
+    "Run (or reuse, when finished) one experiment per named scenario through papermill."
+    import re
+    slug = lambda name: re.sub(r'[^\w.-]+', '_', name)
+    grid = [{**common, 'run_name': f'{prefix}-{slug(name)}', **p} for name, p in scenarios.items()]
+    run_grid(grid, runs_dir, notebook)
+    return {name: Path(runs_dir)/g['run_name'] for name, g in zip(scenarios, grid)}

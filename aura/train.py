@@ -22,7 +22,7 @@ from .losses import make_loss
 from .model import param_groups, save_model, load_model
 
 # %% auto #0
-__all__ = ['SCHEDULERS', 'MONITORS', 'VAL_SETS', 'TrainConfig', 'make_optimizer', 'make_scheduler', 'TrainModule',
+__all__ = ['SCHEDULERS', 'MONITORS', 'VAL_SETS', 'FEEDS', 'TrainConfig', 'make_optimizer', 'make_scheduler', 'TrainModule',
            'validation_set', 'validate', 'NonFiniteLossError', 'save_checkpoint', 'load_checkpoint', 'Trainer',
            'synthetic_mtl']
 
@@ -30,6 +30,7 @@ __all__ = ['SCHEDULERS', 'MONITORS', 'VAL_SETS', 'TrainConfig', 'make_optimizer'
 SCHEDULERS = ('onecycle', 'linear', 'cosine', 'constant')
 MONITORS = {'val_tox_f1': 'max', 'val_emo_f1': 'max', 'val_mean_f1': 'max', 'val_loss': 'min'}
 VAL_SETS = ('olid', 'paired')
+FEEDS = ('pred', 'gold')
 
 @dataclass
 class TrainConfig:
@@ -63,6 +64,7 @@ class TrainConfig:
     eval_bs: int = 128              # batch size for validation
     save_every: int = 200           # optimizer steps between resumable checkpoints (0: only at epoch end)
     max_steps: int = 0              # stop after this many optimizer steps (0: no limit; for smoke tests)
+    feed: str = 'pred'              # two-step heads at training time: 'pred' (own prediction) or 'gold' (teacher forcing)
 
     def __post_init__(self):
         resolve_paradigm(self.paradigm)
@@ -75,6 +77,7 @@ class TrainConfig:
         if self.scheduler not in SCHEDULERS: raise ValueError(f"scheduler={self.scheduler!r}: expected one of {SCHEDULERS}")
         if self.monitor not in MONITORS: raise ValueError(f"monitor={self.monitor!r}: expected one of {tuple(MONITORS)}")
         if self.val_set not in VAL_SETS: raise ValueError(f"val_set={self.val_set!r}: expected one of {VAL_SETS}")
+        if self.feed not in FEEDS: raise ValueError(f"feed={self.feed!r}: expected one of {FEEDS}")
         if not 0 <= self.warmup < 1: raise ValueError(f"warmup={self.warmup!r}: must be in [0, 1)")
         if not 0 < self.threshold < 1: raise ValueError(f"threshold={self.threshold!r}: must be in (0, 1)")
         if self.patience < 0 or self.save_every < 0 or self.max_steps < 0: raise ValueError("patience, save_every and max_steps must be >= 0")
@@ -105,10 +108,13 @@ def make_scheduler(opt:torch.optim.Optimizer, cfg:TrainConfig, total_steps:int):
 # %% ../nbs/05_train.ipynb #547e65b9
 class TrainModule(nn.Module):
     "A model and its multi-task loss as one module: `forward(batch)` returns `(total_loss, parts)`."
-    def __init__(self, model:nn.Module, loss:nn.Module):
-        super().__init__(); self.model, self.loss = model, loss
+    def __init__(self, model:nn.Module, loss:nn.Module,
+                 feed:str='pred'): # two-step heads: feed the first task's 'pred'iction or its 'gold' label where known
+        super().__init__(); self.model, self.loss, self.feed = model, loss, feed
     def forward(self, batch:dict):
-        out = self.model(input_ids=batch['input_ids'], attention_mask=batch['attention_mask'])
+        first = getattr(self.model, 'first', None)
+        kw = {'feed': batch[f'{first}_label']} if first and self.feed == 'gold' else {}
+        out = self.model(input_ids=batch['input_ids'], attention_mask=batch['attention_mask'], **kw)
         return self.loss(out, batch)
 
 # %% ../nbs/05_train.ipynb #401050c8
@@ -193,7 +199,7 @@ class Trainer:
         weighting = self.cfg.weighting if len(self.cfg.tasks) > 1 else 'equal'
         loss = make_loss(tox_alpha=self.cfg.tox_alpha, tox_gamma=self.cfg.tox_gamma, emo_gamma=self.cfg.emo_gamma,
                          weighting=weighting, fixed_weights=self.cfg.fixed_weights if weighting == 'fixed' else None, tasks=self.cfg.tasks)
-        self.module = TrainModule(model, loss)
+        self.module = TrainModule(model, loss, self.cfg.feed)
         self.opt = make_optimizer(model, loss, self.cfg)
         dl = make_train_loader(train_ds, paradigm=self.cfg.paradigm, bs=self.cfg.bs, pad_token_id=self.pad_id, seed=self.cfg.seed,
                                group_by_length=self.cfg.group_by_length, task_sampling=self.cfg.task_sampling,
