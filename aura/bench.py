@@ -381,6 +381,7 @@ def plot_bench(res:dict, out_dir:str|Path)->list[Path]:
 
 # %% ../nbs/11_bench.ipynb #d2f10cfb
 def parse_args(argv=None)->argparse.Namespace:
+    "The command line of `python -m aura.bench` (see `--help`)."
     p = argparse.ArgumentParser(prog='python -m aura.bench', description='Benchmark aura against fixed padding and Hugging Face Trainer.')
     p.add_argument('--rows', type=int, nargs='+', default=[1000, 4000, 16000], help='training-set sizes for the epoch-cost curve')
     p.add_argument('--repeats', type=int, default=3, help='timed windows / passes; medians are reported')

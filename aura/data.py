@@ -393,11 +393,15 @@ def load_toxigen(data_dir:str|Path|None=None, # None: bundled samples; a folder 
 def load_tiers(data_dir:str|Path|None=None, # None: bundled samples; a folder like shared/data; or 'hub'
                olid_variant:str='tweeteval', # which OLID files give the L1 test set (the tweets are the same)
                jigsaw_subset:str='auto',     # see `load_jigsaw`
-               toxigen_threshold:float=5.5   # see `load_toxigen`
+               toxigen_threshold:float=5.5,  # see `load_toxigen`
+               tiers=('L1_olid', 'L2_jigsaw', 'L3_toxigen') # which tiers to load (the others are not read at all)
               )->dict[str, Dataset]:
-    "The test sets of the three stress-test tiers: L1_olid, L2_jigsaw, L3_toxigen."
-    return {'L1_olid': load_olid(data_dir, olid_variant)['test'], 'L2_jigsaw': load_jigsaw(data_dir, jigsaw_subset),
-            'L3_toxigen': load_toxigen(data_dir, toxigen_threshold)}
+    "The test sets of the stress-test tiers: L1_olid, L2_jigsaw, L3_toxigen (or the subset named by `tiers`)."
+    loaders = {'L1_olid': lambda: load_olid(data_dir, olid_variant)['test'], 'L2_jigsaw': lambda: load_jigsaw(data_dir, jigsaw_subset),
+               'L3_toxigen': lambda: load_toxigen(data_dir, toxigen_threshold)}
+    bad = [t for t in tiers if t not in loaders]
+    if bad: raise ValueError(f"tiers={list(tiers)!r}: unknown {bad}; expected names from {tuple(loaders)}")
+    return {t: loaders[t]() for t in loaders if t in tiers}
 
 # %% ../nbs/01_data.ipynb #cd3ca451
 def stratified_indices(labels:Sequence, # one class per row (any hashable values)

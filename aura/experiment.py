@@ -154,6 +154,9 @@ def validate(cfg:ExperimentConfig)->ExperimentConfig:
     if cfg.run_name and not re.fullmatch(r'[\w.-]+', cfg.run_name): raise ValueError(f"run_name={cfg.run_name!r}: use letters, digits, '.', '_' or '-'")
     get_device(cfg.device); auto_precision(cfg.precision, cfg.device)
     d = _data_dir(cfg)
+    if d == 'hub' and 'L2_jigsaw' in cfg.tiers:
+        raise ValueError("tiers includes L2_jigsaw, but data_dir='hub': Jigsaw is not on the Hugging Face Hub. Put the Kaggle "
+                         "competition files in <folder>/jigsaw/ and pass data_dir=<folder>, or leave L2_jigsaw out of tiers")
     if isinstance(d, Path):
         if not d.is_dir(): raise FileNotFoundError(f"data_dir={str(d)!r} is not a directory")
         need = REQUIRED_FILES['olid'] + ([] if batching == 'single' else REQUIRED_FILES['goemotions'])
@@ -230,8 +233,8 @@ def load_data(cfg:ExperimentConfig, tokenizer)->dict:
         parts.update(go_train=_limit(go['train'], cfg.max_train_rows, 'emo_label'),
                      go_val=_limit(go['validation'], cfg.max_eval_rows, 'emo_label'),
                      go_test=_limit(go['test'], cfg.max_eval_rows, 'emo_label'))
-    tiers = load_tiers(d, jigsaw_subset=cfg.jigsaw_subset, toxigen_threshold=cfg.toxigen_threshold)
-    tiers = {k: _limit(v, cfg.max_eval_rows, 'tox_label') for k, v in tiers.items() if k in cfg.tiers}
+    tiers = load_tiers(d, jigsaw_subset=cfg.jigsaw_subset, toxigen_threshold=cfg.toxigen_threshold, tiers=cfg.tiers)
+    tiers = {k: _limit(v, cfg.max_eval_rows, 'tox_label') for k, v in tiers.items()}
     train = parts['olid_train'] if batching == 'single' else concatenate_datasets([parts['olid_train'], parts['go_train']])
     val = validation_set(parts['olid_val'], parts.get('go_val'), cfg.val_set, lp)
     tests = {**tiers, **({'emotion': parts['go_test']} if 'go_test' in parts else {})}
