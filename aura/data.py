@@ -15,8 +15,8 @@ from .core import SAMPLES_PATH, shared_data_dir, sha256_file
 __all__ = ['EMOTIONS', 'NEUTRAL', 'COLUMNS', 'SPLITS', 'SOURCES', 'FEATURES', 'MULTIHOT', 'HUB', 'EKMAN_MAPPING', 'JIGSAW_LABELS',
            'JIGSAW_SUBSETS', 'DataError', 'read_lines', 'read_table', 'check_text', 'map_labels', 'check_unique',
            'load_report', 'from_hub_tweeteval', 'load_olid', 'ekman_index', 'from_hub_goemotions', 'load_goemotions',
-           'load_jigsaw', 'from_hub_toxigen', 'load_toxigen', 'load_tiers', 'stratified_indices', 'make_samples',
-           'audit', 'audit_text']
+           'load_jigsaw', 'from_hub_toxigen', 'load_toxigen', 'load_tiers', 'load_tier_csv', 'stratified_indices',
+           'make_samples', 'audit', 'audit_text']
 
 # %% ../nbs/01_data.ipynb #9ce6311c
 EMOTIONS = ('anger', 'disgust', 'fear', 'joy', 'sadness', 'surprise', 'neutral')
@@ -402,6 +402,20 @@ def load_tiers(data_dir:str|Path|None=None, # None: bundled samples; a folder li
     bad = [t for t in tiers if t not in loaders]
     if bad: raise ValueError(f"tiers={list(tiers)!r}: unknown {bad}; expected names from {tuple(loaders)}")
     return {t: loaders[t]() for t in loaders if t in tiers}
+
+# %% ../nbs/01_data.ipynb #d24dfcf6
+def load_tier_csv(path:str|Path,      # a CSV file with a header line
+                  name:str='extra',   # the tier's name (its `source`)
+                  text:str='text',    # the column holding the texts
+                  label:str='label'   # the column holding 0 (not toxic) / 1 (toxic)
+                 )->Dataset:
+    "A CSV test set (text + 0/1 toxicity label) as a tier in the aura schema (split 'test')."
+    path = Path(path)
+    if not path.is_file(): raise DataError(f"{path}: file not found (extra tier {name!r})")
+    s = _Src(path); df = read_table(path, ',', required=(text, label), src=s)
+    if not len(df): raise _err(s, 2, None, f"no rows (extra tier {name!r})")
+    out = pd.DataFrame({'text': check_text(df, text, s), 'tox_label': map_labels(df, label, {'0': 0, '1': 1}, s), 'emo_label': -1})
+    return _to_dataset(out, name, 'test', [s], len(df), params={'text': text, 'label': label})
 
 # %% ../nbs/01_data.ipynb #cd3ca451
 def stratified_indices(labels:Sequence, # one class per row (any hashable values)

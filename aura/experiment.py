@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import numpy as np, pandas as pd, torch
 from datasets import concatenate_datasets, Dataset
 from .core import set_seed, get_device, auto_precision, env_info, save_json, atomic_write, SAMPLES_PATH, shared_data_dir, column
-from .data import load_olid, load_goemotions, load_tiers, load_report, EMOTIONS
+from .data import load_olid, load_goemotions, load_tiers, load_report, load_tier_csv, EMOTIONS
 from .collate import PARADIGMS, resolve_paradigm, apply_label_policy, tokenize_dataset
 from .model import build_model, load_tokenizer, check_backbone, freeze, FREEZE, load_model, BackboneNotFoundError, ModelConfig, n_params
 from .train import Trainer, TrainConfig, validation_set, SCHEDULERS, MONITORS, VAL_SETS
@@ -58,6 +58,7 @@ class ExperimentConfig:
     group_by_length: bool = True; task_sampling: str = 'cycle'; temperature: float = 2.0
     threshold: float = 0.5; threshold_policy: str = 'fixed'
     tiers: tuple = TIERS; jigsaw_subset: str = 'auto'; toxigen_threshold: float = 5.5
+    extra_tiers: dict|None = None   # tier name -> CSV with `text` and 0/1 `label` columns, evaluated beside `tiers`
     max_train_rows: int = 0; max_eval_rows: int = 0; n_boot: int = 1000
     output_dir: str = 'outputs'; run_name: str = ''; save_every: int = 200
 
@@ -80,8 +81,12 @@ def _coerce(name:str, v, typ):
     if name == 'tiers':
         v = [t.strip() for t in v.split(',')] if isinstance(v, str) else list(v)
         return tuple(v)
-    if name == 'fixed_weights' and isinstance(v, str): v = json.loads(v) if v else None
-    if name == 'fixed_weights': return v
+    if name in ('fixed_weights', 'extra_tiers') and isinstance(v, str):
+        try: v = json.loads(v) if v else None
+        except ValueError as e: raise TypeError(f"{name}={v!r}: expected a JSON object ({e})") from None
+    if name in ('fixed_weights', 'extra_tiers'):
+        if v is not None and not isinstance(v, dict): raise TypeError(f"{name}={v!r}: expected a dict (or a JSON object)")
+        return v
     t = typ.split('|')[0].strip() if isinstance(typ, str) else typ
     try:
         if t in ('int', int):
@@ -143,6 +148,10 @@ def validate(cfg:ExperimentConfig)->ExperimentConfig:
     if cfg.threshold_policy not in THRESHOLD_POLICIES: raise ValueError(f"threshold_policy={cfg.threshold_policy!r}: expected one of {THRESHOLD_POLICIES}")
     bad = [t for t in cfg.tiers if t not in TIERS]
     if bad or not cfg.tiers: raise ValueError(f"tiers={list(cfg.tiers)!r}: each must be one of {TIERS}")
+    for name, f in (cfg.extra_tiers or {}).items():
+        if name in TIERS or name == 'emotion' or not re.fullmatch(r'[A-Za-z][\w-]*', name):
+            raise ValueError(f"extra_tiers: {name!r} cannot name a tier (use letters, digits, '_' or '-', not {TIERS} or 'emotion')")
+        load_tier_csv(f, name)   # a small file: read now, so that a bad row stops the run before any training
     if cfg.freeze not in FREEZE: raise ValueError(f"freeze={cfg.freeze!r}: expected one of {FREEZE}")
     ModelConfig(head_mode=cfg.head_mode, order=cfg.order)   # checks head_mode and order
     if cfg.head_mode == 'two_step' and batching == 'single':
@@ -234,6 +243,7 @@ def load_data(cfg:ExperimentConfig, tokenizer)->dict:
                      go_val=_limit(go['validation'], cfg.max_eval_rows, 'emo_label'),
                      go_test=_limit(go['test'], cfg.max_eval_rows, 'emo_label'))
     tiers = load_tiers(d, jigsaw_subset=cfg.jigsaw_subset, toxigen_threshold=cfg.toxigen_threshold, tiers=cfg.tiers)
+    tiers |= {name: load_tier_csv(f, name) for name, f in (cfg.extra_tiers or {}).items()}
     tiers = {k: _limit(v, cfg.max_eval_rows, 'tox_label') for k, v in tiers.items()}
     train = parts['olid_train'] if batching == 'single' else concatenate_datasets([parts['olid_train'], parts['go_train']])
     val = validation_set(parts['olid_val'], parts.get('go_val'), cfg.val_set, lp)
