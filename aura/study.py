@@ -139,13 +139,17 @@ def scenario_table(runs:dict,          # scenario name -> run directory (with me
         rows.append(r)
     return pd.DataFrame(rows).set_index('scenario')
 
-def plot_tradeoff(table:pd.DataFrame,   # `scenario_table` output
+def plot_tradeoff(table:pd.DataFrame,   # `scenario_table` output (plus any cost columns)
                   tiers=('L1_olid', 'L2_jigsaw', 'L3_toxigen'),
-                  title:str='accuracy against cost'):
-    "Macro-F1 per tier against training time and against trainable parameters, one labelled point per scenario and tier."
+                  title:str='accuracy against cost',
+                  costs:dict|None=None):  # cost column -> axis label, one panel each (default: training time, trainable parameters)
+    "Macro-F1 per tier against each cost column, one labelled point per scenario and tier."
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, x, xl in zip(axs, ('train_seconds', 'n_trainable'), ('training time (s)', 'trainable parameters')):
+    costs = costs or {'train_seconds': 'training time (s)', 'n_trainable': 'trainable parameters'}
+    miss = [c for c in costs if c not in table]
+    if miss: raise KeyError(f"plot_tradeoff: the table has no column {miss[0]!r}; columns are {list(table.columns)}")
+    fig, axs = plt.subplots(1, len(costs), figsize=(5.5 * len(costs), 4), sharey=True, squeeze=False); axs = axs[0]
+    for ax, (x, xl) in zip(axs, costs.items()):
         for i, t in enumerate(t for t in tiers if t in table):
             ax.scatter(table[x], table[t], color=f'C{i}', label=t, zorder=3)
         top = [t for t in tiers if t in table][0]
