@@ -270,7 +270,7 @@ def _subset(ds, n, seed=0):
 
 def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost curve
               repeats:int=3,             # timed windows (training) / timed passes (evaluation); medians are reported
-              steps:int=10,              # optimizer steps per timed window
+              steps:int=30,              # optimizer steps per timed window
               warmup:int=3,              # untimed optimizer steps first
               bs:int=16,                 # one batch size for every contender
               eval_rows:int=512,         # rows of the tiers used for evaluation throughput
@@ -330,7 +330,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
                            aura=dict(config=_cfg_dict(bs), timed='Trainer._train_epoch steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
                            fixed_pad='padding=max_length 128, DataLoader shuffle=True, torch.optim.AdamW(lr=5e-5), summed BCE+CE masked loss, loss.item() per step',
                            hf_trainer=f"transformers.Trainer on aura's model + summed BCE+CE masked loss, DataCollatorWithPadding, train_sampling_strategy='group_by_length', optim={h.get('optim')}, use_cpu, no eval/save/logging",
-                           eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a budget of 8192 padded tokens, at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; inference_mode',
+                           eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a budget of 4096 padded tokens, at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; inference_mode',
                            mfu='6 x non-embedding params x real tokens/s / measured fp32 2048^2 matmul FLOP/s (attention T^2 term not counted)',
                            load_average_start=load0, load_average=os.getloadavg(), wall_s=time.perf_counter() - t_all)
     res['env'] = env_info(device='cpu')
@@ -385,7 +385,7 @@ def parse_args(argv=None)->argparse.Namespace:
     p = argparse.ArgumentParser(prog='python -m aura.bench', description='Benchmark aura against fixed padding and Hugging Face Trainer.')
     p.add_argument('--rows', type=int, nargs='+', default=[1000, 4000, 16000], help='training-set sizes for the epoch-cost curve')
     p.add_argument('--repeats', type=int, default=3, help='timed windows / passes; medians are reported')
-    p.add_argument('--steps', type=int, default=10, help='optimizer steps per timed window')
+    p.add_argument('--steps', type=int, default=30, help='optimizer steps per timed window')
     p.add_argument('--warmup', type=int, default=3, help='untimed optimizer steps before the first window')
     p.add_argument('--bs', type=int, default=16, help='batch size for every contender')
     p.add_argument('--eval-rows', type=int, default=512, help='tier rows for evaluation throughput')

@@ -81,7 +81,7 @@ def embed_texts(texts,                    # the sentences (a list of str)
                 encoder,                  # anything `load_encoder` accepts, or a (model, tokenizer) pair it returned
                 pooling:str|None=None,    # 'cls' or 'mean'; None: the encoder's own (an aura model's trained pooling, else 'cls')
                 bs:int=512,               # at most this many texts per batch
-                max_tokens:int|None=8192, # padded-token budget per batch (`aura.evaluate.token_batches`)
+                max_tokens:int|None=4096, # padded-token budget per batch (`aura.evaluate.token_batches`)
                 max_length:int=128,       # tokens per text (truncation), as in training
                 normalize:bool=False,     # L2-normalise each row (then dot products are cosine similarities)
                 device:str='cpu'          # used when `encoder` has to be loaded

@@ -209,7 +209,7 @@ def delta_f1_ci(preds_by_tier:dict, threshold:float=0.5, n:int=1000, seed:int=0,
 # %% ../nbs/06_evaluate.ipynb #e74d3175
 def token_batches(lens,                # (N,) token count of each item
                   bs:int=512,          # at most this many rows per batch
-                  max_tokens:int|None=8192, # at most this many padded tokens (rows × longest row) per batch; None: rows only
+                  max_tokens:int|None=4096, # at most this many padded tokens (rows × longest row) per batch; None: rows only
                   sort:bool=True       # longest first (little padding); False keeps the given order
                  )->list:              # index arrays, one per batch, covering every item once
     "Cut items into batches by a row cap and a padded-token budget, longest first unless `sort=False`."
@@ -234,7 +234,7 @@ def predict(model,                 # model(input_ids=, attention_mask=) -> dict(
             pad_token_id:int=0,    # id used to pad (the tokenizer's `pad_token_id`)
             sort:bool=True,        # batch by length (faster); False keeps dataset order
             feed=None,             # two-step models: first-task labels per item (-1: use the prediction), e.g. the oracle
-            max_tokens:int|None=8192 # padded-token budget per batch (`token_batches`); None: `bs` rows per batch
+            max_tokens:int|None=4096 # padded-token budget per batch (`token_batches`); None: `bs` rows per batch
            )->dict:                # tox_logits (N,), emo_logits (N, 7) as float32 numpy, in dataset order
     "Logits of both heads for every item of `ds_tok`, computed in length-sorted batches and returned in dataset order."
     ids = ds_tok[:]['input_ids'] if hasattr(ds_tok, 'with_format') else ds_tok['input_ids']; n = len(ids)   # one read, not row by row
