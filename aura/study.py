@@ -155,7 +155,7 @@ def plot_tradeoff(table:pd.DataFrame,   # `scenario_table` output (plus any cost
         top = [t for t in tiers if t in table][0]
         for name, r in table.iterrows(): ax.annotate(name, (r[x], r[top]), xytext=(4, 4), textcoords='offset points', fontsize=7)
         ax.set(xlabel=xl); ax.grid(alpha=.3)
-        if x == 'n_trainable' and (table[x] > 0).all(): ax.set_xscale('log')
+        if x == 'n_trainable': ax.set_xscale('log') if (table[x] > 0).all() else ax.set_xscale('symlog', linthresh=1e3)   # 0: nothing trained
     axs[0].set_ylabel('macro-F1'); axs[0].legend(fontsize=8); fig.suptitle(title); fig.tight_layout()
     return fig
 
