@@ -15,7 +15,7 @@ from aura.model import make_tiny_backbone, build_model, save_model, load_model, 
 from aura.train import save_checkpoint, load_checkpoint, NonFiniteLossError
 from aura.experiment import run_experiment, make_config, start_run, load_data, RunExistsError
 
-TIMINGS = ('train_seconds', 'wall_seconds', 'run_id')
+TIMINGS = ('train_seconds', 'wall_seconds', 'run_id', 'peak_rss_mb', 'peak_cuda_mb')   # measurements of the machine, not results
 RUN = dict(preset='tiny', epochs=2, save_every=3, n_boot=100, seed=7, run_name='r')   # 8 optimizer steps per epoch
 
 # ---------------------------------------------------------------------------------------------------- helpers
