@@ -302,13 +302,13 @@ def evaluate_run(cfg:ExperimentConfig, model, tokenizer, data:dict, run:Path|Non
         pe = torch.softmax(torch.as_tensor(ze, dtype=torch.float32), -1).numpy()
         df = pd.DataFrame({'text': data['emo_test']['text'], 'label': ye, 'pred': pe.argmax(-1), **{f'prob_{c}': pe[:, i] for i, c in enumerate(EMOTIONS)}})
         save('emotion', df)
-    if getattr(model, 'first', None): m['oracle'] = oracle_metrics(model, data, thr[head], pad, cfg.seed)
+    if getattr(model, 'first', None): m['oracle'] = oracle_metrics(model, data, thr[head], pad)
     m['calibration'] = cal
     m['overlap'] = data.get('overlap', {})   # test rows whose text is also a training text
     return m
 
 # %% ../nbs/10_experiment.ipynb #09b05316
-def oracle_metrics(model, data:dict, threshold:float, pad_token_id:int, seed:int=0)->dict:
+def oracle_metrics(model, data:dict, threshold:float, pad_token_id:int)->dict:
     "Per evaluation set of a two-step model's second task: gold coverage of the first task and, where covered, the oracle F1."
     first, second = model.first, model.second
     sets = data['tiers'] if second == 'tox' else ({'emotion': data['emo_test']} if 'emo_test' in data else {})
