@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_bench.ipynb #9cfd313c
 from __future__ import annotations
-import os, sys, gc, copy, math, time, json, argparse, resource, tempfile, shutil
+import os, sys, gc, copy, math, time, json, argparse, resource, tempfile, shutil, contextlib
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn
@@ -16,10 +16,11 @@ from .train import Trainer, TrainConfig
 from .evaluate import predict
 
 # %% auto #0
-__all__ = ['TARGETS', 'peak_rss_mb', 'StepClock', 'window_rates', 'matmul_flops', 'non_embedding_params', 'train_mfu', 'ref_loss',
-           'pad128', 'bench_fixed_pad_train', 'aura_trainer', 'run_steps', 'bench_aura_train', 'HFWrap',
-           'bench_hf_train', 'predict_fixed_pad', 'bench_eval', 'bench_data_prep', 'bench_epochs', 'check_targets',
-           'load_bench_data', 'run_bench', 'format_table', 'plot_bench', 'parse_args', 'main', 'profile_train']
+__all__ = ['OP_GROUPS', 'TARGETS', 'peak_rss_mb', 'StepClock', 'window_rates', 'matmul_flops', 'non_embedding_params',
+           'train_mfu', 'ref_loss', 'pad128', 'bench_fixed_pad_train', 'aura_trainer', 'run_steps', 'bench_aura_train',
+           'HFWrap', 'bench_hf_train', 'predict_fixed_pad', 'bench_eval', 'bench_data_prep', 'bench_epochs',
+           'step_breakdown', 'check_targets', 'load_bench_data', 'run_bench', 'format_table', 'plot_bench',
+           'parse_args', 'main', 'profile_train']
 
 # %% ../nbs/11_bench.ipynb #410982ed
 def peak_rss_mb()->float:
@@ -51,10 +52,11 @@ def window_rates(stamps,          # perf_counter at the end of each step (len = 
 
 # %% ../nbs/11_bench.ipynb #e359bc4e
 def matmul_flops(n:int=2048,     # square matrix size
-                 repeats:int=5   # timed repetitions (after one warm-up)
-                )->float:        # median FLOP/s of an (n×n)·(n×n) fp32 matmul
-    "Dense fp32 matmul throughput measured here and now (median of `repeats`)."
-    a, b = torch.randn(n, n), torch.randn(n, n); torch.mm(a, b)
+                 repeats:int=5,  # timed repetitions (after one warm-up)
+                 dtype=torch.float32 # torch.bfloat16: the yardstick for bf16 autocast
+                )->float:        # median FLOP/s of an (n×n)·(n×n) matmul
+    "Dense matmul throughput measured here and now (median of `repeats`)."
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype); torch.mm(a, b)
     ts = []
     for _ in range(repeats):
         t = time.perf_counter(); torch.mm(a, b); ts.append(time.perf_counter() - t)
@@ -107,7 +109,8 @@ def bench_fixed_pad_train(model:nn.Module, tokenizer, ds:datasets.Dataset, # row
 def _rates(stamps, samples, tokens, padded, warmup, steps, repeats)->dict:
     sps, tps = window_rates(stamps, samples, warmup, steps, repeats), window_rates(stamps, tokens, warmup, steps, repeats)
     w = slice(warmup, warmup + steps * repeats)
-    return dict(samples_per_s=float(np.median(sps)), tokens_per_s=float(np.median(tps)), samples_per_s_repeats=sps,
+    dt = stamps[warmup + steps * repeats - 1] - stamps[warmup - 1]        # all timed steps: the same rows for every contender
+    return dict(samples_per_s=float(np.sum(samples[w]) / dt), tokens_per_s=float(np.sum(tokens[w]) / dt), samples_per_s_repeats=sps,
                 tokens_per_s_repeats=tps, pad_fraction=float(1 - np.sum(tokens[w]) / np.sum(padded[w])),
                 mean_real_tokens_per_sample=float(np.sum(tokens[w]) / np.sum(samples[w])), timed_steps=steps * repeats)
 
@@ -153,7 +156,8 @@ class HFWrap(nn.Module):
         return {'loss': ref_loss(out, tox_label, emo_label), 'logits': out['tox_logits']}
 
 def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=10,
-                   repeats:int=3, seed:int=0, lr:float=5e-5, strategy:str='group_by_length')->dict:
+                   repeats:int=3, seed:int=0, lr:float=5e-5, strategy:str='group_by_length',
+                   precision:str='no')->dict:  # 'bf16': `TrainingArguments(bf16=True)` (autocast on the CPU)
     "Samples/s and real tokens/s of `transformers.Trainer` (dynamic padding, `train_sampling_strategy=strategy`)."
     from transformers import Trainer as HFTrainer, TrainingArguments, TrainerCallback, DataCollatorWithPadding
     from transformers.utils import logging as hl
@@ -165,7 +169,7 @@ def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:in
     args = TrainingArguments(output_dir=out, per_device_train_batch_size=bs, max_steps=n, learning_rate=lr, report_to=[],
                              save_strategy='no', eval_strategy='no', logging_strategy='no', use_cpu=True, disable_tqdm=True,
                              train_sampling_strategy=strategy, length_column_name='length', dataloader_num_workers=0, seed=seed,
-                             label_names=['tox_label', 'emo_label'])
+                             label_names=['tox_label', 'emo_label'], bf16=precision == 'bf16')
     w = HFWrap(model); samples, tokens, padded = [], [], []
     h = w.register_forward_pre_hook(_count_hook(samples, tokens, padded), with_kwargs=True)
     v = hl.get_verbosity(); hl.set_verbosity_error()
@@ -175,35 +179,46 @@ def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:in
         t.train()
     finally: h.remove(); hl.set_verbosity(v); shutil.rmtree(out, ignore_errors=True)
     res = _rates(stamps, samples, tokens, padded, warmup, steps, repeats)
-    res['optim'] = str(args.optim); res['train_sampling_strategy'] = strategy
+    res['optim'] = str(args.optim); res['train_sampling_strategy'] = strategy; res['precision'] = precision
     return res
 
 # %% ../nbs/11_bench.ipynb #e3c08acd
 @torch.inference_mode()
-def predict_fixed_pad(model:nn.Module, enc:dict, bs:int=16)->dict:
-    "Logits for rows already padded to a fixed length (`pad128` output), in dataset order."
+def predict_fixed_pad(model:nn.Module, enc:dict, bs:int=16, precision:str='no')->dict:
+    "Logits for rows already padded to a fixed length (`pad128` output), in dataset order; `precision='bf16'`: CPU autocast."
     was = model.training; model.eval()
+    amp = torch.autocast('cpu', dtype=torch.bfloat16) if precision == 'bf16' else contextlib.nullcontext()
     try:
-        outs = [model(input_ids=enc['input_ids'][s:s + bs], attention_mask=enc['attention_mask'][s:s + bs]) for s in range(0, len(enc['input_ids']), bs)]
+        with amp: outs = [model(input_ids=enc['input_ids'][s:s + bs], attention_mask=enc['attention_mask'][s:s + bs]) for s in range(0, len(enc['input_ids']), bs)]
     finally: model.train(was)
     return {k: torch.cat([o[k] for o in outs]).float().numpy() for k in ('tox_logits', 'emo_logits')}
 
 # %% ../nbs/11_bench.ipynb #8de22d30
+def _agree(a:dict, b:dict)->dict:
+    "How far two prediction dicts are apart: largest logit difference, toxicity decisions (logit > 0) and emotion argmaxes that differ."
+    return dict(max_abs_dlogit=float(max(np.abs(a[k] - b[k]).max(initial=0) for k in ('tox_logits', 'emo_logits'))),
+                tox_flips=int(((a['tox_logits'] > 0) != (b['tox_logits'] > 0)).sum()),
+                emo_changes=int((a['emo_logits'].argmax(-1) != b['emo_logits'].argmax(-1)).sum()))
+
 def bench_eval(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, # tokenized rows (input_ids, text)
-               bs:int=16, repeats:int=3)->dict:
-    "Samples/s of `aura.evaluate.predict` as configured by default, of the same at `bs` rows per batch, and of padding to 128 at `bs`."
+               bs:int=16, repeats:int=3,
+               bf16:bool=True)->dict: # also time both paths under bf16 autocast
+    "Samples/s of `aura.evaluate.predict` as configured by default, of the same at `bs` rows per batch, and of padding to 128 at `bs`; fp32 and bf16."
     enc = pad128(tokenizer, eval_tok[:]['text']); n = len(eval_tok); pad = tokenizer.pad_token_id
     paths = {'aura': lambda: predict(model, eval_tok, pad_token_id=pad),                          # token-budget batches
              'aura_same_bs': lambda: predict(model, eval_tok, bs=bs, max_tokens=None, pad_token_id=pad), # sorted, `bs` rows
              'fixed_pad': lambda: predict_fixed_pad(model, enc, bs)}
-    predict(model, eval_tok.select(range(min(n, 2 * bs))), pad_token_id=pad); predict_fixed_pad(model, {k: v[:2 * bs] for k, v in enc.items()}, bs)
+    if bf16: paths.update(aura_bf16=lambda: predict(model, eval_tok, pad_token_id=pad, precision='bf16'),
+                          fixed_pad_bf16=lambda: predict_fixed_pad(model, enc, bs, precision='bf16'))
+    outs = {k: f() for k, f in paths.items()}      # one untimed pass each: warm-up, and the outputs to compare
+    agree = {k: _agree(outs['aura'], outs[k]) for k in paths if k != 'aura'}
     ts = {k: [] for k in paths}
     for _ in range(repeats):
         for k, f in paths.items(): t = time.perf_counter(); f(); ts[k].append(time.perf_counter() - t)
     lens = np.asarray(eval_tok[:]['length'])
     return {**{f'{k}_samples_per_s': float(n / np.median(v)) for k, v in ts.items()},
             **{f'{k}_samples_per_s_repeats': [n / t for t in v] for k, v in ts.items()},
-            'rows': n, 'mean_real_tokens_per_sample': float(lens.mean())}
+            'rows': n, 'mean_real_tokens_per_sample': float(lens.mean()), 'agreement_with_aura_fp32': agree}
 
 # %% ../nbs/11_bench.ipynb #2b9235d2
 def bench_data_prep(ds:datasets.Dataset, tokenizer, max_length:int=128, repeats:int=3)->dict:
@@ -237,6 +252,37 @@ def bench_epochs(model:nn.Module, tokenizer, train_tok:datasets.Dataset,
         out[str(r)] = dict(rows=r, steps_per_epoch=n, steps_timed=k, fraction_timed=k / n, extrapolated=k < n,
                            setup_s=setup, steps_s=steps_s, epoch_s=setup + steps_s * n / k)
     return out
+
+# %% ../nbs/11_bench.ipynb #10bf1f20
+OP_GROUPS = {'matmul': ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm'),
+             'dropout': ('aten::dropout', 'aten::native_dropout', 'aten::bernoulli_'),
+             'optimizer': ('Optimizer.step#AdamW.step', 'aten::_fused_adamw_'),
+             'clipping': ('aten::_foreach_norm', 'aten::linalg_vector_norm', 'aten::_foreach_mul_')}
+
+def _group_of(e, lookup):
+    while e is not None:
+        g = lookup.get(e.name)
+        if g: return g
+        e = e.cpu_parent
+    return 'other operators'
+
+def step_breakdown(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=20,
+                   seed:int=0, **cfg)->dict:
+    "Seconds and shares of `steps` profiled aura training steps by operator group (`OP_GROUPS`), other operators and Python."
+    from torch.profiler import profile, ProfilerActivity
+    tr = aura_trainer(model, tokenizer, train_tok, bs=bs, seed=seed, **cfg)
+    try:
+        run_steps(tr, warmup)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t = time.perf_counter(); run_steps(tr, steps); wall = time.perf_counter() - t
+    finally: shutil.rmtree(tr.out_dir, ignore_errors=True)
+    lookup = {n: g for g, names in OP_GROUPS.items() for n in names}
+    sec = {g: 0. for g in [*OP_GROUPS, 'other operators']}
+    for e in prof.events():
+        if e.device_type.name == 'CPU': sec[_group_of(e, lookup)] += e.self_cpu_time_total / 1e6
+    sec['python (outside operators)'] = max(wall - sum(sec.values()), 0.)
+    return dict(wall_s=wall, steps=steps, ms_per_step={k: 1e3 * v / steps for k, v in sec.items()},
+                share={k: v / wall for k, v in sec.items()})
 
 # %% ../nbs/11_bench.ipynb #75658b74
 TARGETS = {'train_speedup_vs_fixed_pad': ('>=', 3.0), 'train_speedup_vs_hf_trainer': ('>=', 1.1),
@@ -279,6 +325,8 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
               backbone:str='offline',    # encoder (tests use the tiny one)
               data_dir='auto',           # 'auto': `shared_data_dir()` else bundled samples; None: bundled samples
               threads:int|None=None,     # torch intra-op threads (None: torch's default, one per core)
+              bf16:bool=True,            # also measure bf16 autocast: aura and HF Trainer training, both prediction paths
+              profile_steps:int=20,      # aura steps profiled for the time breakdown (0: skip)
               seed:int=0, log=print)->dict:
     "Run every measurement in one process; return the results with ratios, targets, settings and environment."
     t_all = time.perf_counter(); say = log or (lambda *a: None); rss = {}
@@ -290,25 +338,37 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
     train_tok = tokenize_dataset(train, tok, max_length=128)
     ev_tok = tokenize_dataset(_subset(ev, eval_rows, seed), tok, max_length=128)
     flops = matmul_flops(); say(f'matmul: {flops/1e9:.1f} GFLOP/s'); rss['data'] = peak_rss_mb()
+    flops16 = matmul_flops(dtype=torch.bfloat16) if bf16 else None
+    if bf16: say(f'matmul bf16: {flops16/1e9:.1f} GFLOP/s')
     set_seed(seed); base = build_model(backbone); n_ne = non_embedding_params(base)
     kw = dict(bs=bs, warmup=warmup, steps=steps, repeats=repeats, seed=seed)
-    contenders = {}
-    for name, fn in (('aura', lambda m: bench_aura_train(m, tok, train_tok, **kw)),
-                     ('fixed_pad', lambda m: bench_fixed_pad_train(m, tok, train, **kw)),
-                     ('hf_trainer', lambda m: bench_hf_train(m, tok, train_tok, **kw))):
+    # one pool of rows, one batch per step: every contender trains one epoch over exactly these rows, so samples/s
+    # compare the same work (aura samples tasks in proportion, so each row is seen once, as in the other two)
+    pool = np.sort(np.random.default_rng(seed).choice(len(train), min(len(train), (warmup + steps * repeats) * bs), replace=False))
+    p_raw, p_tok = train.select(pool).flatten_indices(), train_tok.select(pool).flatten_indices()
+    same = dict(task_sampling='proportional')
+    contenders = {}; runs = [('aura', lambda m: bench_aura_train(m, tok, p_tok, **same, **kw)),
+                             ('fixed_pad', lambda m: bench_fixed_pad_train(m, tok, p_raw, **kw)),
+                             ('hf_trainer', lambda m: bench_hf_train(m, tok, p_tok, **kw))]
+    if bf16: runs += [('aura_bf16', lambda m: bench_aura_train(m, tok, p_tok, precision='bf16', **same, **kw)),
+                      ('hf_trainer_bf16', lambda m: bench_hf_train(m, tok, p_tok, precision='bf16', **kw))]
+    for name, fn in runs:
         gc.collect(); t = time.perf_counter(); contenders[name] = r = fn(copy.deepcopy(base)); r['wall_s'] = time.perf_counter() - t
         rss[f'train_{name}'] = peak_rss_mb()
         say(f"train {name}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} real tokens/s, pad {r['pad_fraction']:.0%} ({r['wall_s']:.0f}s)")
-    ev_res = bench_eval(base, tok, ev_tok, bs=bs, repeats=repeats); rss['eval'] = peak_rss_mb()
+    ev_res = bench_eval(base, tok, ev_tok, bs=bs, repeats=repeats, bf16=bf16); rss['eval'] = peak_rss_mb()
     say(f"eval: aura {ev_res['aura_samples_per_s']:.1f} (at bs {bs}: {ev_res['aura_same_bs_samples_per_s']:.1f}) vs fixed-pad {ev_res['fixed_pad_samples_per_s']:.1f} samples/s")
     rows = [r for r in rows if r <= len(train_tok)] or [len(train_tok)]
     ep = bench_epochs(base, tok, train_tok, rows=rows, bs=bs, max_epoch_steps=max_epoch_steps, seed=seed); rss['epochs'] = peak_rss_mb()
     say('epochs: ' + ', '.join(f"{k} rows {v['epoch_s']:.1f}s" + (' (extrapolated)' if v['extrapolated'] else '') for k, v in ep.items()))
+    brk = step_breakdown(copy.deepcopy(base), tok, train_tok, bs=bs, warmup=warmup, steps=profile_steps, seed=seed) if profile_steps else None
+    if brk: say('step time: ' + ', '.join(f'{k} {v:.0%}' for k, v in brk['share'].items()))
     a, f, h = (contenders[k] for k in ('aura', 'fixed_pad', 'hf_trainer'))
     es = {k: v['epoch_s'] for k, v in ep.items()}; lo, hi = min(rows), max(rows)
     res = dict(
         train_speedup_vs_fixed_pad=a['samples_per_s'] / f['samples_per_s'],
         train_speedup_vs_hf_trainer=a['samples_per_s'] / h['samples_per_s'],
+        train_speedup_vs_hf_trainer_per_token=a['tokens_per_s'] / h['tokens_per_s'],   # the timed rows differ by the warm-up batches
         eval_speedup_vs_fixed_pad=ev_res['aura_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
         train_mfu=train_mfu(a['tokens_per_s'], n_ne, flops),
         data_prep_speedup=prep['speedup'],
@@ -316,29 +376,43 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
         peak_rss_mb=peak_rss_mb(),
         epoch_seconds_by_rows=es,
         samples_per_s={'train': {k: v['samples_per_s'] for k, v in contenders.items()},
-                       'eval': {'aura': ev_res['aura_samples_per_s'], f'aura_bs{bs}': ev_res['aura_same_bs_samples_per_s'], 'fixed_pad': ev_res['fixed_pad_samples_per_s']}},
+                       'eval': {'aura': ev_res['aura_samples_per_s'], f'aura_bs{bs}': ev_res['aura_same_bs_samples_per_s'], 'fixed_pad': ev_res['fixed_pad_samples_per_s'],
+                                **({'aura_bf16': ev_res['aura_bf16_samples_per_s'], 'fixed_pad_bf16': ev_res['fixed_pad_bf16_samples_per_s']} if bf16 else {})}},
         eval_speedup_same_bs=ev_res['aura_same_bs_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
         real_tokens_per_s={k: v['tokens_per_s'] for k, v in contenders.items()},
-        mfu_by_contender={k: train_mfu(v['tokens_per_s'], n_ne, flops) for k, v in contenders.items()},
-        matmul_gflops=flops / 1e9, non_embedding_params=n_ne,
-        train=contenders, eval=ev_res, data_prep=prep, epochs=ep, peak_rss_mb_after=rss)
+        mfu_by_contender={k: train_mfu(v['tokens_per_s'], n_ne, flops16 if k.endswith('_bf16') else flops) for k, v in contenders.items()},
+        matmul_gflops=flops / 1e9, matmul_bf16_gflops=flops16 / 1e9 if bf16 else None, non_embedding_params=n_ne,
+        step_time_share=brk['share'] if brk else None,
+        train=contenders, eval=ev_res, data_prep=prep, epochs=ep, step_breakdown=brk, peak_rss_mb_after=rss)
+    if bf16:   # the same comparisons under bf16 autocast on both sides, and what bf16 buys aura
+        a16, h16 = contenders['aura_bf16'], contenders['hf_trainer_bf16']
+        res['bf16'] = dict(train_speedup_vs_hf_trainer=a16['samples_per_s'] / h16['samples_per_s'],
+                           train_speedup_vs_hf_trainer_per_token=a16['tokens_per_s'] / h16['tokens_per_s'],
+                           train_speedup_vs_fixed_pad_fp32=a16['samples_per_s'] / f['samples_per_s'],
+                           train_speedup_vs_aura_fp32=a16['samples_per_s'] / a['samples_per_s'],
+                           train_mfu=train_mfu(a16['tokens_per_s'], n_ne, flops16),
+                           eval_speedup_vs_fixed_pad=ev_res['aura_bf16_samples_per_s'] / ev_res['fixed_pad_bf16_samples_per_s'],
+                           eval_speedup_vs_fixed_pad_fp32=ev_res['aura_bf16_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
+                           eval_speedup_vs_aura_fp32=ev_res['aura_bf16_samples_per_s'] / ev_res['aura_samples_per_s'],
+                           eval_agreement_with_fp32=ev_res['agreement_with_aura_fp32']['aura_bf16'])
     res['targets'] = check_targets(res)
     res['settings'] = dict(data_source=src, train_rows=len(train), eval_rows=len(ev_tok), backbone=backbone, bs=bs,
                            warmup_steps=warmup, steps_per_window=steps, repeats=repeats, timed_steps=steps * repeats,
-                           max_length=128, precision='fp32', torch_threads=torch.get_num_threads(), rows=list(rows),
+                           max_length=128, precision='fp32 (targets); bf16 autocast in the *_bf16 rows', torch_threads=torch.get_num_threads(), rows=list(rows),
                            max_epoch_steps=max_epoch_steps, epoch_ratio_rows=[hi, lo],
-                           aura=dict(config=_cfg_dict(bs), timed='Trainer._train_epoch steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
+                           train_pool_rows=len(pool),
+                           aura=dict(config=_cfg_dict(bs, **same), timed='Trainer._train_epoch steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
                            fixed_pad='padding=max_length 128, DataLoader shuffle=True, torch.optim.AdamW(lr=5e-5), summed BCE+CE masked loss, loss.item() per step',
                            hf_trainer=f"transformers.Trainer on aura's model + summed BCE+CE masked loss, DataCollatorWithPadding, train_sampling_strategy='group_by_length', optim={h.get('optim')}, use_cpu, no eval/save/logging",
-                           eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a budget of 4096 padded tokens, at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; inference_mode',
-                           mfu='6 x non-embedding params x real tokens/s / measured fp32 2048^2 matmul FLOP/s (attention T^2 term not counted)',
+                           eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a padded-token budget, max_tokens=auto: 1536 in fp32 on a CPU, 4096 in bf16; at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; inference_mode',
+                           mfu='6 x non-embedding params x real tokens/s / measured 2048^2 matmul FLOP/s in the same dtype (fp32, or bf16 for *_bf16 rows; attention T^2 term not counted)',
                            load_average_start=load0, load_average=os.getloadavg(), wall_s=time.perf_counter() - t_all)
     res['env'] = env_info(device='cpu')
     return res
 
-def _cfg_dict(bs):
+def _cfg_dict(bs, **kw):
     from dataclasses import asdict
-    return {k: v for k, v in asdict(TrainConfig(bs=bs, save_every=0)).items()}
+    return {k: v for k, v in asdict(TrainConfig(bs=bs, save_every=0, **kw)).items()}
 
 # %% ../nbs/11_bench.ipynb #89c5d3bf
 def format_table(res:dict)->str:
@@ -347,7 +421,7 @@ def format_table(res:dict)->str:
     L = [f"aura bench: {s['data_source']}; bs={s['bs']}, {s['timed_steps']} timed steps ({s['repeats']}x{s['steps_per_window']}) after {s['warmup_steps']} warm-up; "
          f"{s['torch_threads']} threads; load {s['load_average_start'][0]:.1f}->{s['load_average'][0]:.1f}; matmul {res['matmul_gflops']:.1f} GFLOP/s",
          f"{'training':<26}{'samples/s':>10}{'tokens/s':>10}{'pad%':>7}{'MFU':>7}"]
-    for k in ('aura', 'fixed_pad', 'hf_trainer'):
+    for k in sp['train']:
         L.append(f"{k:<26}{sp['train'][k]:>10.1f}{tk[k]:>10.0f}{res['train'][k]['pad_fraction']*100:>7.0f}{mf[k]:>7.2f}")
     L.append(f"{'evaluation':<26}{'samples/s':>10}")
     for k, v in sp['eval'].items(): L.append(f"{k:<26}{v:>10.1f}")
@@ -357,6 +431,16 @@ def format_table(res:dict)->str:
     for k, t in res['targets'].items():
         v = '-' if t['value'] is None else f"{t['value']:.2f}"
         L.append(f"{k:<34}{v:>9}  {t['op']} {t['bound']:<5}{'PASS' if t['pass'] else 'FAIL'}")
+    if 'train_speedup_vs_hf_trainer_per_token' in res:
+        L.append(f"train vs HF Trainer per real token: {res['train_speedup_vs_hf_trainer_per_token']:.2f}x")
+    if res.get('bf16'):
+        b = res['bf16']; ag = b['eval_agreement_with_fp32']
+        L.append(f"bf16 autocast (bf16 matmul {res['matmul_bf16_gflops']:.0f} GFLOP/s): train vs HF Trainer bf16 {b['train_speedup_vs_hf_trainer']:.2f}x ({b['train_speedup_vs_hf_trainer_per_token']:.2f}x per real token), "
+                 f"vs aura fp32 {b['train_speedup_vs_aura_fp32']:.2f}x, MFU {b['train_mfu']:.2f}; eval vs fixed-pad bf16 {b['eval_speedup_vs_fixed_pad']:.2f}x, "
+                 f"vs fixed-pad fp32 {b['eval_speedup_vs_fixed_pad_fp32']:.2f}x, vs aura fp32 {b['eval_speedup_vs_aura_fp32']:.2f}x "
+                 f"(max |logit diff| {ag['max_abs_dlogit']:.4f}, {ag['tox_flips']} toxicity flips, {ag['emo_changes']} emotion changes)")
+    if res.get('step_time_share'):
+        L.append('aura step time: ' + ', '.join(f'{k} {v:.0%}' for k, v in res['step_time_share'].items()))
     L.append(f"peak RSS {res['peak_rss_mb']:.0f} MiB; wall {s['wall_s']:.0f}s")
     return '\n'.join(L)
 
@@ -365,9 +449,11 @@ def plot_bench(res:dict, out_dir:str|Path)->list[Path]:
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); paths = []
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     for a, (k, d) in zip(ax, res['samples_per_s'].items()):
-        a.bar(list(d), list(d.values()), color=['C0'] + ['C7'] * (len(d) - 1)); a.set_title(f'{k} samples/s (bs {res["settings"]["bs"]})')
+        a.bar(range(len(d)), list(d.values()), color=['C0' if n.startswith('aura') else 'C7' for n in d],
+              hatch=['//' if n.endswith('bf16') else '' for n in d], edgecolor='white')
+        a.set_xticks(range(len(d)), list(d), rotation=25, ha='right'); a.set_title(f'{k} samples/s (bs {res["settings"]["bs"]}; hatched: bf16)')
         for i, v in enumerate(d.values()): a.text(i, v, f'{v:.1f}', ha='center', va='bottom')
     fig.tight_layout(); p = out_dir/'samples_per_s.png'; fig.savefig(p, dpi=110); plt.close(fig); paths.append(p)
     ep = res['epochs']; x = [v['rows'] for v in ep.values()]; y = [v['epoch_s'] for v in ep.values()]
@@ -392,6 +478,8 @@ def parse_args(argv=None)->argparse.Namespace:
     p.add_argument('--max-epoch-steps', type=int, default=64, help='time at most this many steps of an epoch and extrapolate (0: full epochs)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default, one per core)')
     p.add_argument('--out', default='outputs/bench/latest.json', help='JSON results (plots go next to it)')
+    p.add_argument('--no-bf16', action='store_true', help='skip the bf16-autocast measurements')
+    p.add_argument('--profile-steps', type=int, default=20, help='aura steps profiled for the step-time breakdown (0: skip)')
     p.add_argument('--quick', action='store_true', help='a fast smoke run: few steps, small sizes')
     return p.parse_args(argv)
 
@@ -399,8 +487,8 @@ def main(argv=None)->dict:
     "Command-line entry point: run the benchmark, print the table, write the JSON and the plots."
     a = parse_args(argv); datasets.disable_progress_bars()
     kw = dict(rows=tuple(a.rows), repeats=a.repeats, steps=a.steps, warmup=a.warmup, bs=a.bs, eval_rows=a.eval_rows,
-              max_epoch_steps=a.max_epoch_steps or None, threads=a.threads or None)
-    if a.quick: kw.update(rows=(64, 256), repeats=2, steps=2, warmup=1, eval_rows=32, prep_rows=2000, max_epoch_steps=4)
+              max_epoch_steps=a.max_epoch_steps or None, threads=a.threads or None, bf16=not a.no_bf16, profile_steps=a.profile_steps)
+    if a.quick: kw.update(rows=(64, 256), repeats=2, steps=2, warmup=1, eval_rows=32, prep_rows=2000, max_epoch_steps=4, profile_steps=min(a.profile_steps, 3))
     res = run_bench(**kw); res['settings']['quick'] = a.quick
     out = Path(a.out); save_json(res, out); plots = plot_bench(res, out.parent)
     print(format_table(res)); print(f'wrote {out} and {", ".join(str(p) for p in plots)}')

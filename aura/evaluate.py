@@ -4,16 +4,17 @@
 
 # %% ../nbs/06_evaluate.ipynb #1ab52004
 from __future__ import annotations
-import math, functools
+import math, functools, contextlib
 import numpy as np, pandas as pd, torch
 from sklearn.metrics import (f1_score, accuracy_score, roc_auc_score, confusion_matrix, precision_recall_fscore_support,
                              classification_report)
 from .data import EMOTIONS
 from .collate import MultiTaskCollator
+from .core import auto_precision
 
 # %% auto #0
 __all__ = ['majority_floor', 'macro_f1', 'bootstrap_ci', 'paired_bootstrap', 'tox_metrics', 'emo_metrics', 'evaluate_tiers',
-           'delta_f1', 'delta_f1_ci', 'token_batches', 'predict']
+           'delta_f1', 'delta_f1_ci', 'default_max_tokens', 'token_batches', 'predict']
 
 # %% ../nbs/06_evaluate.ipynb #11e8948a
 def _labels(y, name='y', n_classes=2)->np.ndarray:
@@ -207,6 +208,12 @@ def delta_f1_ci(preds_by_tier:dict, threshold:float=0.5, n:int=1000, seed:int=0,
     return (out[0][0] - out[1][0], float(lo), float(hi))
 
 # %% ../nbs/06_evaluate.ipynb #e74d3175
+def default_max_tokens(device='cpu',  # where the forward pass runs
+                       precision:str='no' # 'no' (fp32), 'bf16' or 'fp16'
+                      )->int:             # padded tokens per batch
+    "The token budget of `predict(max_tokens='auto')`: 1,536 for fp32 on a CPU (activations stay in cache), else 4,096."
+    return 1536 if torch.device(device).type == 'cpu' and precision == 'no' else 4096
+
 def token_batches(lens,                # (N,) token count of each item
                   bs:int=512,          # at most this many rows per batch
                   max_tokens:int|None=4096, # at most this many padded tokens (rows × longest row) per batch; None: rows only
@@ -234,12 +241,16 @@ def predict(model,                 # model(input_ids=, attention_mask=) -> dict(
             pad_token_id:int=0,    # id used to pad (the tokenizer's `pad_token_id`)
             sort:bool=True,        # batch by length (faster); False keeps dataset order
             feed=None,             # two-step models: first-task labels per item (-1: use the prediction), e.g. the oracle
-            max_tokens:int|None=4096 # padded-token budget per batch (`token_batches`); None: `bs` rows per batch
+            max_tokens:int|str|None='auto', # padded-token budget per batch (`token_batches`); 'auto': `default_max_tokens`; None: `bs` rows
+            precision:str='no'     # forward pass in 'no' (fp32), 'bf16' or 'fp16' (CUDA only) autocast; 'auto': `aura.core.auto_precision`
            )->dict:                # tox_logits (N,), emo_logits (N, 7) as float32 numpy, in dataset order
     "Logits of both heads for every item of `ds_tok`, computed in length-sorted batches and returned in dataset order."
     ids = ds_tok[:]['input_ids'] if hasattr(ds_tok, 'with_format') else ds_tok['input_ids']; n = len(ids)   # one read, not row by row
     if bs < 1: raise ValueError(f"bs={bs} must be >= 1")
-    if device is None: device = next(model.parameters()).device
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    prec = auto_precision(precision, device)            # checks the value (fp16 needs CUDA) before any work
+    if max_tokens == 'auto': max_tokens = default_max_tokens(device, prec)
+    elif isinstance(max_tokens, str): raise ValueError(f"max_tokens={max_tokens!r}: expected an integer, 'auto' or None")
     lens = np.array([len(x) for x in ids], dtype=np.int64)
     if n and lens.min() == 0: raise ValueError(f"ds_tok row {int(lens.argmin())} has empty input_ids")
     batches = token_batches(lens, bs, max_tokens, sort)
@@ -250,7 +261,8 @@ def predict(model,                 # model(input_ids=, attention_mask=) -> dict(
     pad = MultiTaskCollator(pad_token_id, keys=())     # the training collator's padding, so both paths pad alike
     was_training = model.training; model.eval()
     try:
-        with torch.inference_mode():
+        amp = torch.autocast(device.type, dtype=torch.bfloat16 if prec == 'bf16' else torch.float16) if prec != 'no' else contextlib.nullcontext()
+        with torch.inference_mode(), amp:
             for b in batches:
                 x = pad({'input_ids': [ids[j] for j in b]})
                 kw = {} if feed is None else {'feed': torch.as_tensor(feed[b], device=device)}

@@ -276,7 +276,7 @@ def _sigmoid(z): return 1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 def evaluate_run(cfg:ExperimentConfig, model, tokenizer, data:dict, run:Path|None=None)->dict:
     "Calibrate on OLID validation, evaluate every tier and the emotion test set; write predictions (if `run`); return the metrics."
-    pad = tokenizer.pad_token_id; kw = dict(pad_token_id=pad)
+    pad = tokenizer.pad_token_id; kw = dict(pad_token_id=pad, precision=auto_precision(cfg.precision, cfg.device))   # evaluate at the training precision
     val_y = column(data['olid_val'], 'tox_label'); val_z = predict(model, data['olid_val'], **kw)['tox_logits']
     preds = {k: predict(model, ds, **kw) for k, ds in data['tiers'].items()}
     l1 = 'L1_olid' if 'L1_olid' in preds else next(iter(preds))
@@ -302,13 +302,13 @@ def evaluate_run(cfg:ExperimentConfig, model, tokenizer, data:dict, run:Path|Non
         pe = torch.softmax(torch.as_tensor(ze, dtype=torch.float32), -1).numpy()
         df = pd.DataFrame({'text': data['emo_test']['text'], 'label': ye, 'pred': pe.argmax(-1), **{f'prob_{c}': pe[:, i] for i, c in enumerate(EMOTIONS)}})
         save('emotion', df)
-    if getattr(model, 'first', None): m['oracle'] = oracle_metrics(model, data, thr[head], pad)
+    if getattr(model, 'first', None): m['oracle'] = oracle_metrics(model, data, thr[head], pad, kw['precision'])
     m['calibration'] = cal
     m['overlap'] = data.get('overlap', {})   # test rows whose text is also a training text
     return m
 
 # %% ../nbs/10_experiment.ipynb #09b05316
-def oracle_metrics(model, data:dict, threshold:float, pad_token_id:int)->dict:
+def oracle_metrics(model, data:dict, threshold:float, pad_token_id:int, precision:str='no')->dict:
     "Per evaluation set of a two-step model's second task: gold coverage of the first task and, where covered, the oracle F1."
     first, second = model.first, model.second
     sets = data['tiers'] if second == 'tox' else ({'emotion': data['emo_test']} if 'emo_test' in data else {})
@@ -316,7 +316,7 @@ def oracle_metrics(model, data:dict, threshold:float, pad_token_id:int)->dict:
     for k, ds in sets.items():
         g = column(ds, f'{first}_label'); r = {'first': first, 'coverage': float((g >= 0).mean())}
         if r['coverage'] > 0:
-            o = predict(model, ds, pad_token_id=pad_token_id, feed=g)
+            o = predict(model, ds, pad_token_id=pad_token_id, feed=g, precision=precision)
             r['macro_f1'] = (tox_metrics(column(ds, 'tox_label'), _sigmoid(o['tox_logits']), threshold, n_boot=0)['macro_f1'] if second == 'tox'
                              else emo_metrics(column(ds, 'emo_label'), o['emo_logits'], n_boot=0)['macro_f1'])
         out[k] = r

@@ -130,7 +130,7 @@ def validation_set(olid_val, goemo_val=None, val_set:str='olid', label_policy:st
 @torch.inference_mode()
 def validate(module:TrainModule, ds_tok, cfg:TrainConfig, pad_token_id:int, device)->dict:
     "Loss and macro-F1 of each task on a tokenized validation set (rows without a task's label are skipped for it)."
-    out = predict(module.model, ds_tok, bs=cfg.eval_bs, device=device, pad_token_id=pad_token_id)
+    out = predict(module.model, ds_tok, bs=cfg.eval_bs, device=device, pad_token_id=pad_token_id, precision=auto_precision(cfg.precision, device))
     ty, ey = column(ds_tok, 'tox_label'), column(ds_tok, 'emo_label')
     t = lambda a: torch.as_tensor(a, device=device)
     loss, _ = module.loss({k: t(v) for k, v in out.items()}, {'tox_label': t(ty), 'emo_label': t(ey)})
