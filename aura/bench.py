@@ -18,9 +18,9 @@ from .evaluate import predict
 # %% auto #0
 __all__ = ['OP_GROUPS', 'TARGETS', 'peak_rss_mb', 'StepClock', 'window_rates', 'matmul_flops', 'non_embedding_params',
            'train_mfu', 'ref_loss', 'pad128', 'bench_fixed_pad_train', 'aura_trainer', 'run_steps', 'bench_aura_train',
-           'HFWrap', 'bench_hf_train', 'predict_fixed_pad', 'bench_eval', 'bench_data_prep', 'bench_epochs',
-           'step_breakdown', 'check_targets', 'load_bench_data', 'run_bench', 'format_table', 'plot_bench',
-           'parse_args', 'main', 'profile_train']
+           'HFWrap', 'bench_hf_train', 'predict_fixed_pad', 'hf_predictor', 'bench_eval', 'bench_data_prep',
+           'bench_epochs', 'step_breakdown', 'check_targets', 'load_bench_data', 'run_bench', 'format_table',
+           'plot_bench', 'parse_args', 'main', 'profile_train']
 
 # %% ../nbs/11_bench.ipynb #410982ed
 def peak_rss_mb()->float:
@@ -149,10 +149,11 @@ def bench_aura_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:
 
 # %% ../nbs/11_bench.ipynb #f1c76283
 class HFWrap(nn.Module):
-    "aura's model as a Hugging Face `Trainer` model: returns the summed masked loss (`ref_loss`)."
+    "aura's model as a Hugging Face `Trainer` model: returns the summed masked loss (`ref_loss`), or both heads' logits without labels."
     def __init__(self, model:nn.Module): super().__init__(); self.model = model
     def forward(self, input_ids, attention_mask, tox_label=None, emo_label=None, length=None):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        if tox_label is None and emo_label is None: return {'tox_logits': out['tox_logits'], 'emo_logits': out['emo_logits']}
         return {'loss': ref_loss(out, tox_label, emo_label), 'logits': out['tox_logits']}
 
 def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=10,
@@ -193,6 +194,22 @@ def predict_fixed_pad(model:nn.Module, enc:dict, bs:int=16, precision:str='no')-
     finally: model.train(was)
     return {k: torch.cat([o[k] for o in outs]).float().numpy() for k in ('tox_logits', 'emo_logits')}
 
+def hf_predictor(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, bs:int=16, precision:str='no'):
+    "A function returning the logits of `transformers.Trainer.predict` (dataset order, each batch padded to its longest row)."
+    from transformers import Trainer as HFTrainer, TrainingArguments, DataCollatorWithPadding
+    from transformers.utils import logging as hl
+    out = tempfile.mkdtemp(prefix='aura-bench-hfp-')
+    args = TrainingArguments(output_dir=out, per_device_eval_batch_size=bs, report_to=[], use_cpu=True, disable_tqdm=True,
+                             dataloader_num_workers=0, bf16=precision == 'bf16')
+    t = HFTrainer(model=HFWrap(model), args=args, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    ds = eval_tok.select_columns(['input_ids'])
+    def run():
+        v = hl.get_verbosity(); hl.set_verbosity_error()
+        try: tox, emo = t.predict(ds).predictions
+        finally: hl.set_verbosity(v); shutil.rmtree(out, ignore_errors=True)
+        return {'tox_logits': np.asarray(tox, np.float32).reshape(-1), 'emo_logits': np.asarray(emo, np.float32)}
+    return run
+
 # %% ../nbs/11_bench.ipynb #8de22d30
 def _agree(a:dict, b:dict)->dict:
     "How far two prediction dicts are apart: largest logit difference, toxicity decisions (logit > 0) and emotion argmaxes that differ."
@@ -207,9 +224,11 @@ def bench_eval(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, # tokenize
     enc = pad128(tokenizer, eval_tok[:]['text']); n = len(eval_tok); pad = tokenizer.pad_token_id
     paths = {'aura': lambda: predict(model, eval_tok, pad_token_id=pad),                          # token-budget batches
              'aura_same_bs': lambda: predict(model, eval_tok, bs=bs, max_tokens=None, pad_token_id=pad), # sorted, `bs` rows
-             'fixed_pad': lambda: predict_fixed_pad(model, enc, bs)}
+             'fixed_pad': lambda: predict_fixed_pad(model, enc, bs),
+             'hf_trainer': hf_predictor(model, tokenizer, eval_tok, bs)}   # Trainer.predict: dataset order, dynamic padding
     if bf16: paths.update(aura_bf16=lambda: predict(model, eval_tok, pad_token_id=pad, precision='bf16'),
-                          fixed_pad_bf16=lambda: predict_fixed_pad(model, enc, bs, precision='bf16'))
+                          fixed_pad_bf16=lambda: predict_fixed_pad(model, enc, bs, precision='bf16'),
+                          hf_trainer_bf16=hf_predictor(model, tokenizer, eval_tok, bs, precision='bf16'))
     outs = {k: f() for k, f in paths.items()}      # one untimed pass each: warm-up, and the outputs to compare
     agree = {k: _agree(outs['aura'], outs[k]) for k in paths if k != 'aura'}
     ts = {k: [] for k in paths}
@@ -377,7 +396,9 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
         epoch_seconds_by_rows=es,
         samples_per_s={'train': {k: v['samples_per_s'] for k, v in contenders.items()},
                        'eval': {'aura': ev_res['aura_samples_per_s'], f'aura_bs{bs}': ev_res['aura_same_bs_samples_per_s'], 'fixed_pad': ev_res['fixed_pad_samples_per_s'],
-                                **({'aura_bf16': ev_res['aura_bf16_samples_per_s'], 'fixed_pad_bf16': ev_res['fixed_pad_bf16_samples_per_s']} if bf16 else {})}},
+                                'hf_trainer': ev_res['hf_trainer_samples_per_s'],
+                                **({k: ev_res[f'{k}_samples_per_s'] for k in ('aura_bf16', 'fixed_pad_bf16', 'hf_trainer_bf16')} if bf16 else {})}},
+        eval_speedup_vs_hf_trainer=ev_res['aura_samples_per_s'] / ev_res['hf_trainer_samples_per_s'],
         eval_speedup_same_bs=ev_res['aura_same_bs_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
         real_tokens_per_s={k: v['tokens_per_s'] for k, v in contenders.items()},
         mfu_by_contender={k: train_mfu(v['tokens_per_s'], n_ne, flops16 if k.endswith('_bf16') else flops) for k, v in contenders.items()},
@@ -394,6 +415,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
                            eval_speedup_vs_fixed_pad=ev_res['aura_bf16_samples_per_s'] / ev_res['fixed_pad_bf16_samples_per_s'],
                            eval_speedup_vs_fixed_pad_fp32=ev_res['aura_bf16_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
                            eval_speedup_vs_aura_fp32=ev_res['aura_bf16_samples_per_s'] / ev_res['aura_samples_per_s'],
+                           eval_speedup_vs_hf_trainer=ev_res['aura_bf16_samples_per_s'] / ev_res['hf_trainer_bf16_samples_per_s'],
                            eval_agreement_with_fp32=ev_res['agreement_with_aura_fp32']['aura_bf16'])
     res['targets'] = check_targets(res)
     res['settings'] = dict(data_source=src, train_rows=len(train), eval_rows=len(ev_tok), backbone=backbone, bs=bs,
@@ -404,7 +426,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
                            aura=dict(config=_cfg_dict(bs, **same), timed='Trainer._train_epoch steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
                            fixed_pad='padding=max_length 128, DataLoader shuffle=True, torch.optim.AdamW(lr=5e-5), summed BCE+CE masked loss, loss.item() per step',
                            hf_trainer=f"transformers.Trainer on aura's model + summed BCE+CE masked loss, DataCollatorWithPadding, train_sampling_strategy='group_by_length', optim={h.get('optim')}, use_cpu, no eval/save/logging",
-                           eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a padded-token budget, max_tokens=auto: 1536 in fp32 on a CPU, 4096 in bf16; at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; inference_mode',
+                           eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a padded-token budget, max_tokens=auto: 1536 in fp32 on a CPU, 4096 in bf16; at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; hf_trainer: transformers.Trainer.predict at per_device_eval_batch_size={bs} (dataset order, DataCollatorWithPadding); inference_mode',
                            mfu='6 x non-embedding params x real tokens/s / measured 2048^2 matmul FLOP/s in the same dtype (fp32, or bf16 for *_bf16 rows; attention T^2 term not counted)',
                            load_average_start=load0, load_average=os.getloadavg(), wall_s=time.perf_counter() - t_all)
     res['env'] = env_info(device='cpu')
@@ -432,12 +454,12 @@ def format_table(res:dict)->str:
         v = '-' if t['value'] is None else f"{t['value']:.2f}"
         L.append(f"{k:<34}{v:>9}  {t['op']} {t['bound']:<5}{'PASS' if t['pass'] else 'FAIL'}")
     if 'train_speedup_vs_hf_trainer_per_token' in res:
-        L.append(f"train vs HF Trainer per real token: {res['train_speedup_vs_hf_trainer_per_token']:.2f}x")
+        L.append(f"train vs HF Trainer per real token: {res['train_speedup_vs_hf_trainer_per_token']:.2f}x; eval vs HF Trainer.predict: {res['eval_speedup_vs_hf_trainer']:.2f}x")
     if res.get('bf16'):
         b = res['bf16']; ag = b['eval_agreement_with_fp32']
         L.append(f"bf16 autocast (bf16 matmul {res['matmul_bf16_gflops']:.0f} GFLOP/s): train vs HF Trainer bf16 {b['train_speedup_vs_hf_trainer']:.2f}x ({b['train_speedup_vs_hf_trainer_per_token']:.2f}x per real token), "
                  f"vs aura fp32 {b['train_speedup_vs_aura_fp32']:.2f}x, MFU {b['train_mfu']:.2f}; eval vs fixed-pad bf16 {b['eval_speedup_vs_fixed_pad']:.2f}x, "
-                 f"vs fixed-pad fp32 {b['eval_speedup_vs_fixed_pad_fp32']:.2f}x, vs aura fp32 {b['eval_speedup_vs_aura_fp32']:.2f}x "
+                 f"vs HF Trainer.predict bf16 {b['eval_speedup_vs_hf_trainer']:.2f}x, vs fixed-pad fp32 {b['eval_speedup_vs_fixed_pad_fp32']:.2f}x, vs aura fp32 {b['eval_speedup_vs_aura_fp32']:.2f}x "
                  f"(max |logit diff| {ag['max_abs_dlogit']:.4f}, {ag['tox_flips']} toxicity flips, {ag['emo_changes']} emotion changes)")
     if res.get('step_time_share'):
         L.append('aura step time: ' + ', '.join(f'{k} {v:.0%}' for k, v in res['step_time_share'].items()))
