@@ -20,8 +20,9 @@ from .calibrate import calibrate, apply_temperature
 
 # %% auto #0
 __all__ = ['PRESETS', 'THRESHOLD_POLICIES', 'TIERS', 'REQUIRED_FILES', 'WEIGHT_FILES', 'ExperimentConfig', 'paradigm_name',
-           'make_config', 'validate', 'RunExistsError', 'start_run', 'overlap_counts', 'load_data', 'train_run',
-           'evaluate_run', 'oracle_metrics', 'evaluate_model_dir', 'run_experiment', 'peak_memory', 'finish_run']
+           'make_config', 'validate', 'RunExistsError', 'run_path', 'start_run', 'overlap_counts', 'load_data',
+           'train_run', 'evaluate_run', 'oracle_metrics', 'evaluate_model_dir', 'run_experiment', 'peak_memory',
+           'finish_run']
 
 # %% ../nbs/10_experiment.ipynb #ed9278f4
 PRESETS = {
@@ -194,24 +195,38 @@ def validate(cfg:ExperimentConfig)->ExperimentConfig:
 class RunExistsError(FileExistsError):
     "The run folder holds a finished run, or a run with another configuration."
 
-def start_run(cfg:ExperimentConfig)->Path:
-    "Create (or re-open, to resume) the run folder and write `config.json`; return its path."
+def _config_dict(cfg:ExperimentConfig)->dict:
+    c = asdict(cfg); c['tiers'] = list(c['tiers']); return c
+
+def run_path(cfg:ExperimentConfig)->Path:
+    "The run folder `cfg` will use, checked (a finished run, another configuration or a foreign folder is refused); nothing is written."
     out = Path(cfg.output_dir).expanduser()
-    c = asdict(cfg); c['tiers'] = list(c['tiers'])
     if cfg.run_name: run = out/cfg.run_name
     else:
         stamp = datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')
-        run = out/f"{stamp}-{c['paradigm']}-s{cfg.seed}"
+        run = out/f"{stamp}-{cfg.paradigm}-s{cfg.seed}"
         i = 1
-        while run.exists(): run = out/f"{stamp}-{c['paradigm']}-s{cfg.seed}-{i}"; i += 1
-    c['created'] = datetime.now(timezone.utc).isoformat(timespec='seconds')
+        while run.exists(): run = out/f"{stamp}-{cfg.paradigm}-s{cfg.seed}-{i}"; i += 1
+    _check_run(run, _config_dict(cfg))
+    return run
+
+def _check_run(run:Path, c:dict)->dict|None:
+    "Refuse `run` unless it is new, empty or an unfinished run of the same configuration; return that run's config."
     if (run/'config.json').exists():
         old = json.loads((run/'config.json').read_text())
-        c['created'] = old.get('created', c['created'])     # resuming keeps the creation time
         diff = {k: (old.get(k), v) for k, v in c.items() if k not in ('run_id', 'created') and old.get(k) != v}
         if diff: raise RunExistsError(f"{run} holds a run with another configuration (old, new): {diff}")
         if (run/'metrics.json').exists(): raise RunExistsError(f"{run} holds a finished run; choose another run_name")
-    elif run.exists() and any(run.iterdir()): raise RunExistsError(f"{run} exists and is not an aura run folder")
+        return old
+    if run.exists() and any(run.iterdir()): raise RunExistsError(f"{run} exists and is not an aura run folder")
+
+def start_run(cfg:ExperimentConfig,
+              run:Path|None=None)->Path: # the folder from `run_path` (None: `run_path(cfg)` now)
+    "Create (or re-open, to resume) the run folder and write `config.json`; return its path."
+    c = _config_dict(cfg)
+    run = Path(run) if run is not None else run_path(cfg)
+    old = _check_run(run, c)                               # again: the folder may have changed since `run_path`
+    c['created'] = (old or {}).get('created') or datetime.now(timezone.utc).isoformat(timespec='seconds')  # resuming keeps it
     run.mkdir(parents=True, exist_ok=True)
     c['run_id'] = run.name
     save_json(c, run/'config.json')
@@ -339,9 +354,10 @@ def run_experiment(quiet:bool=False, **params)->Path:
     "Validate `params`, then data -> train -> calibrate -> evaluate; write the run folder and return its path."
     t0 = time.time()
     cfg = make_config(**params)
-    run = start_run(cfg)
+    run = run_path(cfg)                 # a finished or conflicting run folder is refused before any work
     tok = load_tokenizer(cfg.backbone)
-    data = load_data(cfg, tok)
+    data = load_data(cfg, tok)          # a bad data row stops here, before the run folder exists
+    run = start_run(cfg, run)
     save_json(env_info(data['files'], device=get_device(cfg.device)), run/'env.json')
     tr = train_run(cfg, data, tok, run, quiet=quiet)
     m = evaluate_run(cfg, tr.model, tok, data, run)

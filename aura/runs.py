@@ -166,20 +166,23 @@ def read_run(run_dir # a run directory (config.json + metrics.json)
     return {'run_id': d.name, 'created': created, **c, **m, 'path': str(d.resolve()), '_config': list(c)}
 
 # %% ../nbs/09_runs.ipynb #be1291a1
+_RUN_FILES = ('config.json', 'metrics.json', 'env.json', 'checkpoint.pt')
+
 def load_runs(runs_dir='outputs' # folder holding run directories
-             )->pd.DataFrame:    # one row per finished run, sorted by `created`; attrs: skipped, config, runs_dir
+             )->pd.DataFrame:    # one row per finished run, sorted by `created`; attrs: skipped, config, runs_dir, ignored
     "Registry of the finished runs in `runs_dir`: config + flattened metrics per row; unfinished/broken folders skipped with a warning."
     root = Path(runs_dir)
     if not root.is_dir(): raise FileNotFoundError(f"runs_dir {str(runs_dir)!r} is not a folder (resolved: {root.resolve()})")
-    rows, skipped, config = [], {}, []
+    rows, skipped, config, ignored = [], {}, [], []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.')):
+        if not any((d/f).exists() for f in _RUN_FILES): ignored.append(str(d)); continue
         try: r = read_run(d)
         except RunError as e:
             skipped[str(d)] = str(e); warnings.warn(f"load_runs: skipping {d}: {e}", SkippedRunWarning, stacklevel=2); continue
         config += [k for k in r.pop('_config') if k not in config]; rows.append(r)
     df = pd.DataFrame(rows, columns=None if rows else ['run_id', 'created', 'path'])
     if rows: df = df.sort_values(['created', 'run_id'], kind='stable').reset_index(drop=True)
-    df.attrs.update(skipped=skipped, config=config, runs_dir=str(root))
+    df.attrs.update(skipped=skipped, config=config, runs_dir=str(root), ignored=ignored)
     return df
 
 # %% ../nbs/09_runs.ipynb #e1419d99
