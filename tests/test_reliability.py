@@ -248,8 +248,7 @@ def test_bad_data_is_refused_naming_file_row_column(case, tmp_path, tiny, output
     with pytest.raises(DataError) as e: run_experiment(quiet=True, preset='tiny', backbone=tiny, data_dir=str(d), output_dir=str(outputs), run_name='new')
     for f in fragments: assert f in str(e.value), str(e.value)
     after = snapshot(outputs)
-    assert {k: v for k, v in after.items() if not k.startswith('new')} == before, 'an earlier run or file was touched'
-    assert sorted(k for k in after if k.startswith('new')) == ['new', 'new/config.json'], 'work was done before the data was checked'
+    assert after == before, 'an earlier run or file was touched, or a run folder was made before the data was checked'
 
 def test_test_set_overlapping_training_data_warns_with_counts(tmp_path, tiny):
     d = shutil.copytree(SAMPLES_PATH, tmp_path/'data'); tw = d/'tweeteval-offensive'
