@@ -4,11 +4,12 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 from aura.collate import tokenize_dataset, apply_label_policy
-from aura.model import make_tiny_backbone, build_model
+from aura.model import build_model
 from aura.train import Trainer, TrainConfig, synthetic_mtl
 
 out = Path(sys.argv[1]); paradigm = sys.argv[2] if len(sys.argv) > 2 else 'masked'
-tiny = make_tiny_backbone(out/'tiny') if not (out/'tiny').exists() else str(out/'tiny')
+tiny = str(out/'tiny')   # made by the test before the launch (ranks only read it)
+if not (out/'tiny').exists(): raise FileNotFoundError(f"{out/'tiny'} missing: the launching test builds the tiny backbone")
 tok = AutoTokenizer.from_pretrained(tiny)
 train = tokenize_dataset(synthetic_mtl(seed=0), tok, max_length=32)
 val = apply_label_policy(tokenize_dataset(synthetic_mtl(64, 64, seed=1), tok, max_length=32), 'pseudo' if paradigm == 'paired' else 'mask')
