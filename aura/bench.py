@@ -327,7 +327,7 @@ def load_bench_data(data_dir='auto')->tuple:
     train = datasets.concatenate_datasets([load_olid(data_dir)['train'], load_goemotions(data_dir)['train']])
     tiers = load_tiers(data_dir)
     cols = ['text', 'tox_label', 'emo_label', 'source', 'split']
-    ev = datasets.concatenate_datasets([d.select_columns(cols) for d in tiers.values()])
+    ev = datasets.concatenate_datasets([d.select_columns(cols).add_column('tier', [k] * len(d)) for k, d in tiers.items()])
     return train, ev, src
 
 def _subset(ds, n, seed=0):
@@ -346,6 +346,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
               threads:int|None=None,     # torch intra-op threads (None: torch's default, one per core)
               bf16:bool=True,            # also measure bf16 autocast: aura and HF Trainer training, both prediction paths
               profile_steps:int=20,      # aura steps profiled for the time breakdown (0: skip)
+              per_tier:bool=True,        # also time prediction on each tier alone (up to `eval_rows` rows of each, fp32)
               seed:int=0, log=print)->dict:
     "Run every measurement in one process; return the results with ratios, targets, settings and environment."
     t_all = time.perf_counter(); say = log or (lambda *a: None); rss = {}
@@ -377,6 +378,19 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
         say(f"train {name}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} real tokens/s, pad {r['pad_fraction']:.0%} ({r['wall_s']:.0f}s)")
     ev_res = bench_eval(base, tok, ev_tok, bs=bs, repeats=repeats, bf16=bf16); rss['eval'] = peak_rss_mb()
     say(f"eval: aura {ev_res['aura_samples_per_s']:.1f} (at bs {bs}: {ev_res['aura_same_bs_samples_per_s']:.1f}) vs fixed-pad {ev_res['fixed_pad_samples_per_s']:.1f} samples/s")
+    by_tier = {}
+    if per_tier:   # tweets and ToxiGen statements are short, Jigsaw comments long: the padding there is to lose differs
+        tiers = np.asarray(ev[:]['tier'])
+        for k in dict.fromkeys(tiers.tolist()):
+            tt = tokenize_dataset(_subset(ev.select(np.flatnonzero(tiers == k)).flatten_indices(), eval_rows, seed), tok, max_length=128)
+            r = bench_eval(base, tok, tt, bs=bs, repeats=repeats, bf16=False)
+            by_tier[k] = dict(rows=r['rows'], mean_real_tokens_per_sample=r['mean_real_tokens_per_sample'],
+                              padding_ceiling=128 / r['mean_real_tokens_per_sample'],
+                              samples_per_s={n: r[f'{n}_samples_per_s'] for n in ('aura', 'fixed_pad', 'hf_trainer')},
+                              speedup_vs_fixed_pad=r['aura_samples_per_s'] / r['fixed_pad_samples_per_s'],
+                              speedup_vs_hf_trainer=r['aura_samples_per_s'] / r['hf_trainer_samples_per_s'])
+            say(f"eval {k}: {by_tier[k]['mean_real_tokens_per_sample']:.0f} tokens a row, aura {by_tier[k]['speedup_vs_fixed_pad']:.2f}x fixed-pad, "
+                f"{by_tier[k]['speedup_vs_hf_trainer']:.2f}x Trainer.predict")
     rows = [r for r in rows if r <= len(train_tok)] or [len(train_tok)]
     ep = bench_epochs(base, tok, train_tok, rows=rows, bs=bs, max_epoch_steps=max_epoch_steps, seed=seed); rss['epochs'] = peak_rss_mb()
     say('epochs: ' + ', '.join(f"{k} rows {v['epoch_s']:.1f}s" + (' (extrapolated)' if v['extrapolated'] else '') for k, v in ep.items()))
@@ -399,6 +413,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
                                 'hf_trainer': ev_res['hf_trainer_samples_per_s'],
                                 **({k: ev_res[f'{k}_samples_per_s'] for k in ('aura_bf16', 'fixed_pad_bf16', 'hf_trainer_bf16')} if bf16 else {})}},
         eval_speedup_vs_hf_trainer=ev_res['aura_samples_per_s'] / ev_res['hf_trainer_samples_per_s'],
+        eval_by_tier=by_tier,
         eval_speedup_same_bs=ev_res['aura_same_bs_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
         real_tokens_per_s={k: v['tokens_per_s'] for k, v in contenders.items()},
         mfu_by_contender={k: train_mfu(v['tokens_per_s'], n_ne, flops16 if k.endswith('_bf16') else flops) for k, v in contenders.items()},
@@ -447,6 +462,9 @@ def format_table(res:dict)->str:
         L.append(f"{k:<26}{sp['train'][k]:>10.1f}{tk[k]:>10.0f}{res['train'][k]['pad_fraction']*100:>7.0f}{mf[k]:>7.2f}")
     L.append(f"{'evaluation':<26}{'samples/s':>10}")
     for k, v in sp['eval'].items(): L.append(f"{k:<26}{v:>10.1f}")
+    for k, v in (res.get('eval_by_tier') or {}).items():
+        L.append(f"{'  ' + k:<26}{v['samples_per_s']['aura']:>10.1f}  vs fixed_pad {v['speedup_vs_fixed_pad']:.2f}x (padding ceiling {v['padding_ceiling']:.2f}x), "
+                 f"vs Trainer.predict {v['speedup_vs_hf_trainer']:.2f}x; {v['rows']} rows of {v['mean_real_tokens_per_sample']:.0f} tokens")
     L.append('epoch seconds by rows: ' + ', '.join(f"{k}: {v['epoch_s']:.1f}" + ('*' if v['extrapolated'] else '') for k, v in res['epochs'].items())
              + ('  (* extrapolated from a timed fraction)' if any(v['extrapolated'] for v in res['epochs'].values()) else ''))
     L.append(f"{'target':<34}{'value':>9}  {'bound':<8}result")
@@ -501,6 +519,7 @@ def parse_args(argv=None)->argparse.Namespace:
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default, one per core)')
     p.add_argument('--out', default='outputs/bench/latest.json', help='JSON results (plots go next to it)')
     p.add_argument('--no-bf16', action='store_true', help='skip the bf16-autocast measurements')
+    p.add_argument('--no-per-tier', action='store_true', help='skip the per-tier prediction timings')
     p.add_argument('--profile-steps', type=int, default=20, help='aura steps profiled for the step-time breakdown (0: skip)')
     p.add_argument('--quick', action='store_true', help='a fast smoke run: few steps, small sizes')
     return p.parse_args(argv)
@@ -509,7 +528,8 @@ def main(argv=None)->dict:
     "Command-line entry point: run the benchmark, print the table, write the JSON and the plots."
     a = parse_args(argv); datasets.disable_progress_bars()
     kw = dict(rows=tuple(a.rows), repeats=a.repeats, steps=a.steps, warmup=a.warmup, bs=a.bs, eval_rows=a.eval_rows,
-              max_epoch_steps=a.max_epoch_steps or None, threads=a.threads or None, bf16=not a.no_bf16, profile_steps=a.profile_steps)
+              max_epoch_steps=a.max_epoch_steps or None, threads=a.threads or None, bf16=not a.no_bf16, profile_steps=a.profile_steps,
+              per_tier=not a.no_per_tier)
     if a.quick: kw.update(rows=(64, 256), repeats=2, steps=2, warmup=1, eval_rows=32, prep_rows=2000, max_epoch_steps=4, profile_steps=min(a.profile_steps, 3))
     res = run_bench(**kw); res['settings']['quick'] = a.quick
     out = Path(a.out); save_json(res, out); plots = plot_bench(res, out.parent)
