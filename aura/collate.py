@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, json, shutil, hashlib, logging, tempfile
 from itertools import chain
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, torch
 import datasets
@@ -118,6 +119,16 @@ def _save_atomic(d:datasets.Dataset, path:Path):
             if not (path/'dataset_info.json').exists(): raise
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
+@contextmanager
+def _quiet_datasets():
+    "Inside the block the datasets library draws no progress bars (map, save_to_disk); its previous setting comes back after."
+    # a notebook keeps every one of those bars as output; HF_DATASETS_DISABLE_PROGRESS_BARS=0 (bars wanted) is respected
+    quiet = not datasets.are_progress_bars_disabled() and getattr(datasets.config, 'HF_DATASETS_DISABLE_PROGRESS_BARS', None) is not False
+    if quiet: datasets.disable_progress_bars()
+    try: yield
+    finally:
+        if quiet: datasets.enable_progress_bars()
+
 def tokenize_dataset(ds:datasets.Dataset, # must have a `text` column
                      tokenizer,            # a Hugging Face tokenizer
                      max_length:int=128,   # truncate longer texts to this many tokens (special tokens included)
@@ -125,6 +136,10 @@ def tokenize_dataset(ds:datasets.Dataset, # must have a `text` column
                      num_proc:int|None=None # processes for `map`
                     )->datasets.Dataset:   # `ds` plus `input_ids` (unpadded, int32) and `length`
     "Tokenize `text` once (truncating at `max_length`), adding `input_ids` and `length`; cached on disk."
+    with _quiet_datasets(): return _tokenize(ds, tokenizer, max_length, cache_dir, num_proc)
+
+def _tokenize(ds, tokenizer, max_length, cache_dir, num_proc):
+    "The work of `tokenize_dataset`, progress bars aside."
     if 'text' not in ds.column_names: raise ValueError(f"tokenize_dataset: no 'text' column; columns are {ds.column_names}")
     if max_length < 2: raise ValueError(f"max_length={max_length}: need room for [CLS] and [SEP]")
     ds = ds.remove_columns([c for c in ('input_ids', 'length') if c in ds.column_names])

@@ -8,11 +8,12 @@ import os, sys, json, random, hashlib, platform, subprocess, tempfile
 from pathlib import Path
 from importlib.metadata import version as _pkg_version, PackageNotFoundError
 import numpy as np, torch
+from fastcore.parallel import num_cpus
 
 # %% auto #0
-__all__ = ['DEVICES', 'PRECISIONS', 'PKG_PATH', 'SAMPLES_PATH', 'PACKAGES', 'set_seed', 'seed_worker', 'get_device',
-           'auto_precision', 'shared_data_dir', 'offline_backbone', 'column', 'atomic_write', 'save_json',
-           'sha256_file', 'git_commit', 'env_info']
+__all__ = ['DEVICES', 'PRECISIONS', 'BF16_CAPABILITY', 'PKG_PATH', 'SAMPLES_PATH', 'PACKAGES', 'set_seed', 'seed_worker',
+           'get_device', 'auto_precision', 'describe_device', 'nbdev_test_threads', 'shared_data_dir',
+           'offline_backbone', 'column', 'atomic_write', 'save_json', 'sha256_file', 'git_commit', 'env_info']
 
 # %% ../nbs/00_core.ipynb #69ab5b32
 def set_seed(seed:int,              # the run's seed
@@ -53,18 +54,55 @@ def get_device(device:str='auto' # one of `DEVICES`, or 'cuda:N'
 
 # %% ../nbs/00_core.ipynb #636ad784
 PRECISIONS = ('auto', 'no', 'fp16', 'bf16')
+BF16_CAPABILITY = (8, 0)   # compute capability of the first NVIDIA GPUs with bf16 arithmetic (Ampere)
+
+def _native_bf16(dev:torch.device)->bool:
+    "Whether the CUDA device `dev` computes in bf16 natively (compute capability 8.0+, or any ROCm GPU)."
+    return torch.version.hip is not None or tuple(torch.cuda.get_device_capability(dev)) >= BF16_CAPABILITY
 
 def auto_precision(precision:str='auto', # one of `PRECISIONS` ('no' = fp32)
                    device:str|torch.device='auto' # the device the run uses
                   )->str: # the Accelerate `mixed_precision` value: 'no', 'fp16' or 'bf16'
-    "Resolve 'auto' to bf16 on GPUs that support it, fp16 on other GPUs, 'no' on cpu/mps; check explicit values."
+    "Resolve 'auto' to bf16 on GPUs of compute capability 8.0+, fp16 on older GPUs, 'no' on cpu/mps; check explicit values."
     if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
     dev = get_device(device) if not isinstance(device, torch.device) else device
-    if precision == 'auto':
-        if dev.type != 'cuda': return 'no'
-        return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
-    if precision == 'fp16' and dev.type != 'cuda': raise ValueError(f"precision='fp16' needs a CUDA GPU (device is {dev.type}); use 'no' or 'auto'")
+    if dev.type != 'cuda':
+        if precision == 'fp16': raise ValueError(f"precision='fp16' needs a CUDA GPU (device is {dev.type}); use 'no' or 'auto'")
+        return 'no' if precision == 'auto' else precision
+    if precision == 'auto': return 'bf16' if _native_bf16(dev) else 'fp16'
+    if precision == 'bf16' and not _native_bf16(dev):
+        major, minor = torch.cuda.get_device_capability(dev)
+        raise ValueError(f"precision='bf16' but the GPU {torch.cuda.get_device_name(dev)} has compute capability {major}.{minor}, "
+                         f"without bf16 arithmetic (it needs {BF16_CAPABILITY[0]}.{BF16_CAPABILITY[1]}+); use precision='fp16' "
+                         f"(what 'auto' picks here: fp16 with loss scaling) or 'no' (fp32)")
     return precision
+
+# %% ../nbs/00_core.ipynb #1eec1268
+_PRECISION_WORDS = {'no': 'fp32', 'fp16': 'fp16 autocast with loss scaling', 'bf16': 'bf16 autocast'}
+
+def describe_device(precision:str='auto', # the run's `precision` (one of `PRECISIONS`)
+                    device:str|torch.device='auto' # the run's `device`
+                   )->str: # e.g. "device cuda: Tesla T4, compute capability 7.5 | precision='fp16' (fp16 autocast with loss scaling)"
+    "One line: the device (GPU name and compute capability on CUDA) and the precision the run will use."
+    dev = get_device(device) if not isinstance(device, torch.device) else device
+    prec = auto_precision(precision, dev)
+    if dev.type == 'cuda':
+        major, minor = torch.cuda.get_device_capability(dev)
+        where = f"{dev}: {torch.cuda.get_device_name(dev)}, compute capability {major}.{minor}"
+    else: n = torch.get_num_threads(); where = f"{dev} ({num_cpus()} cores, {n} torch thread{'s' * (n != 1)})"
+    return f"device {where} | precision={prec!r} ({_PRECISION_WORDS[prec]})"
+
+# %% ../nbs/00_core.ipynb #2f8dac3c
+def nbdev_test_threads(env:dict|None=None, # environment variables (default: `os.environ`)
+                       cpus:int|None=None  # usable cores (default: those of this process, as `nbdev_test` counts them)
+                      )->int|None:         # torch threads per notebook, or None to leave torch's default
+    "Torch threads for one of `nbdev_test`'s parallel notebooks: an equal share of the cores, unless OMP_NUM_THREADS is set."
+    env = os.environ if env is None else env
+    if not env.get('IN_TEST') or 'OMP_NUM_THREADS' in env: return None
+    cpus = cpus or num_cpus()
+    return max(1, cpus // min(cpus, 8))
+
+if (_n := nbdev_test_threads()) is not None: torch.set_num_threads(_n)
 
 # %% ../nbs/00_core.ipynb #c313b3bf
 PKG_PATH = Path(__file__).parent if '__file__' in globals() else Path('../aura').resolve()

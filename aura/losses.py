@@ -128,11 +128,12 @@ class EqualWeighting(_Weighting):
 
 class FixedWeighting(_Weighting):
     "Sum of the present task losses times fixed weights, e.g. `FixedWeighting({'tox': 1., 'emo': .5})`."
-    def __init__(self, weights:Mapping[str, float]): # task -> weight >= 0
+    def __init__(self, weights:Mapping[str, float]): # task -> weight > 0
         if not isinstance(weights, Mapping): raise ValueError(f"weights={weights!r}: expected a dict task -> weight")
         super().__init__(tuple(weights))
-        bad = {k: v for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0}
-        if bad: raise ValueError(f"weights: expected finite numbers >= 0, got {bad}")
+        # a weight of 0 would train a task's head on nothing while the run reports it as multi-task: refuse it
+        bad = {k: v for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0}
+        if bad: raise ValueError(f"weights: expected a finite number > 0 for each task, got {bad} (to leave a task out, train without it)")
         self.w = {k: float(v) for k, v in weights.items()}
     def forward(self, losses:Mapping[str, Tensor|None])->Tensor:
         return self._total([self.w[k]*v for k, v in self._present(losses).items()])
@@ -208,7 +209,7 @@ def make_loss(tox_alpha:float|None=None, # binary focal alpha for tox (weight of
               emo_alpha:Sequence[float]|None=None, # per-emotion focal alpha, 7 values; None: none
               emo_gamma:float=2.,        # focal gamma for emotions (0 with no alpha: cross-entropy)
               weighting:str='kendall',   # 'kendall' | 'equal' | 'fixed'
-              fixed_weights:Mapping[str, float]|None=None, # task -> weight, needed for weighting='fixed', e.g. {'tox': 1., 'emo': .5}
+              fixed_weights:Mapping[str, float]|None=None, # task -> weight > 0, needed for weighting='fixed', e.g. {'tox': 1., 'emo': .5}
               tasks:Sequence[str]=('tox', 'emo'), # active tasks; ('tox',) for single-task training
               init_log_var:float|Mapping[str, float]=0. # Kendall's initial s_t
              )->MultiTaskLoss:

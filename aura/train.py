@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #634ff85f
 from __future__ import annotations
-import math, time, random, dataclasses
+import sys, math, time, random, dataclasses
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -18,13 +18,13 @@ from transformers import get_scheduler
 from .core import set_seed, get_device, auto_precision, atomic_write, save_json, column
 from .collate import resolve_paradigm, apply_label_policy, make_train_loader
 from .evaluate import predict
-from .losses import make_loss
+from .losses import make_loss, WEIGHTINGS, FixedWeighting, KendallWeighting
 from .model import param_groups, save_model, load_model
 
 # %% auto #0
-__all__ = ['SCHEDULERS', 'MONITORS', 'VAL_SETS', 'FEEDS', 'TrainConfig', 'make_optimizer', 'make_scheduler', 'TrainModule',
-           'validation_set', 'validate', 'NonFiniteLossError', 'save_checkpoint', 'load_checkpoint', 'Trainer',
-           'synthetic_mtl']
+__all__ = ['SCHEDULERS', 'MONITORS', 'VAL_SETS', 'FEEDS', 'WARMUP', 'TrainConfig', 'make_optimizer', 'make_scheduler',
+           'TrainModule', 'validation_set', 'validate', 'NonFiniteLossError', 'save_checkpoint', 'load_checkpoint',
+           'Trainer', 'synthetic_mtl']
 
 # %% ../nbs/05_train.ipynb #f1625c77
 SCHEDULERS = ('onecycle', 'linear', 'cosine', 'constant')
@@ -44,7 +44,7 @@ class TrainConfig:
     lr_loss: float = 1e-2           # learning rate of the Kendall log-variances
     weight_decay: float = 0.01      # AdamW decoupled weight decay (not on biases / LayerNorm)
     scheduler: str = 'linear'       # one of SCHEDULERS
-    warmup: float = 0.1             # fraction of steps spent warming up (OneCycle: pct_start)
+    warmup: float|None = None       # fraction of steps spent warming up (OneCycle: pct_start); None: the scheduler's default
     max_grad_norm: float = 1.0      # gradient clipping (0 disables)
     precision: str = 'auto'         # 'auto' | 'no' | 'fp16' | 'bf16'
     device: str = 'auto'            # 'auto' | 'cpu' | 'cuda' | 'mps'
@@ -78,7 +78,11 @@ class TrainConfig:
         if self.monitor not in MONITORS: raise ValueError(f"monitor={self.monitor!r}: expected one of {tuple(MONITORS)}")
         if self.val_set not in VAL_SETS: raise ValueError(f"val_set={self.val_set!r}: expected one of {VAL_SETS}")
         if self.feed not in FEEDS: raise ValueError(f"feed={self.feed!r}: expected one of {FEEDS}")
-        if not 0 <= self.warmup < 1: raise ValueError(f"warmup={self.warmup!r}: must be in [0, 1)")
+        if self.warmup is not None and not 0 <= self.warmup < 1: raise ValueError(f"warmup={self.warmup!r}: must be in [0, 1) or None")
+        if self.weighting not in WEIGHTINGS: raise ValueError(f"weighting={self.weighting!r}: expected one of {WEIGHTINGS}")
+        if self.fixed_weights is not None:   # a weight of 0 would leave a task untrained: refused here, naming it
+            try: FixedWeighting(self.fixed_weights)
+            except ValueError as e: raise ValueError(f"fixed_weights={self.fixed_weights!r}: {e}") from None
         if not 0 < self.threshold < 1: raise ValueError(f"threshold={self.threshold!r}: must be in (0, 1)")
         if self.patience < 0 or self.save_every < 0 or self.max_steps < 0: raise ValueError("patience, save_every and max_steps must be >= 0")
 
@@ -96,12 +100,15 @@ def make_optimizer(model:nn.Module, loss:nn.Module, cfg:TrainConfig)->torch.opti
     fused = all(p.dtype.is_floating_point and p.device.type in ('cpu', 'cuda') for g in groups for p in g['params'])
     return torch.optim.AdamW(groups, lr=cfg.lr_heads, fused=fused)
 
+WARMUP = 0.1   # warm-up fraction of the linear, cosine and constant schedules when `warmup` is None (aura's choice)
+
 def make_scheduler(opt:torch.optim.Optimizer, cfg:TrainConfig, total_steps:int):
     "The learning-rate schedule named by `cfg.scheduler`, spanning `total_steps` optimizer steps."
-    total_steps = max(int(total_steps), 1); warm = int(round(cfg.warmup * total_steps))
-    if cfg.scheduler == 'onecycle':
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g['lr'] for g in opt.param_groups], total_steps=total_steps,
-                                                   pct_start=max(cfg.warmup, 1/total_steps), anneal_strategy='linear')
+    total_steps = max(int(total_steps), 1)
+    if cfg.scheduler == 'onecycle':   # warmup None: torch's defaults (pct_start 0.3, cosine annealing)
+        kw = {} if cfg.warmup is None else {'pct_start': max(cfg.warmup, 1/total_steps)}
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g['lr'] for g in opt.param_groups], total_steps=total_steps, **kw)
+    warm = int(round((WARMUP if cfg.warmup is None else cfg.warmup) * total_steps))
     name = {'linear': 'linear', 'cosine': 'cosine', 'constant': 'constant_with_warmup'}[cfg.scheduler]
     return get_scheduler(name, opt, num_warmup_steps=warm, num_training_steps=total_steps)
 
@@ -171,11 +178,12 @@ def load_checkpoint(path:str|Path)->dict:
     except Exception as e: raise RuntimeError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
 
 # %% ../nbs/05_train.ipynb #cff46480
-def _accelerator(cfg:TrainConfig)->Accelerator:
+def _accelerator(cfg:TrainConfig, mixed_precision:str|None=None)->Accelerator:
     AcceleratorState._reset_state(reset_partial_state=False); GradientState._reset_state()
     dev = get_device(cfg.device)
     # find_unused_parameters: a task absent from a batch leaves its Kendall log-variance out of the graph
-    return Accelerator(mixed_precision=auto_precision(cfg.precision, dev), gradient_accumulation_steps=cfg.grad_accum,
+    mp = auto_precision(cfg.precision, dev) if mixed_precision is None else mixed_precision
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
                        cpu=dev.type == 'cpu', kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 # %% ../nbs/05_train.ipynb #c29ab542
@@ -190,9 +198,8 @@ class Trainer:
                  quiet:bool=False):         # no progress bars (tests)
         self.cfg = cfg or TrainConfig(); self.tokenizer, self.quiet = tokenizer, quiet
         self.out_dir = Path(out_dir) if out_dir is not None else Path(__import__('tempfile').mkdtemp(prefix='aura-'))
-        self.gen = set_seed(self.cfg.seed)
+        set_seed(self.cfg.seed)
         self.acc = _accelerator(self.cfg)
-        self.label_policy, self.batching = resolve_paradigm(self.cfg.paradigm)
         self.pad_id = tokenizer.pad_token_id
         self.train_ds, self.val_ds = train_ds, val_ds
         # with one task, uncertainty weighting would only rescale the learning rate: use the plain loss
@@ -251,19 +258,26 @@ def resume(self:Trainer)->bool:
 
 # %% ../nbs/05_train.ipynb #bafb62e0
 @patch
-def _log_step(self:Trainer, total, parts:dict):
+def _log_step(self:Trainer, total, parts:dict,
+              lrs:list|None=None,     # each parameter group's learning rate in this step (default: the current ones)
+              skipped:bool|None=None  # fp16: whether the scaler skipped this step (None: no scaler)
+             ):
     rec = {'step': self.state['step'], 'epoch': self.state['epoch'], 'loss': float(total)}
     for k, v in parts.items(): rec[k] = float(v) if torch.is_tensor(v) or isinstance(v, (int, float)) else v
     for t in self.cfg.tasks:   # a task absent from the batch has no loss (not a loss of 0)
         if rec.get(f'n_{t}', 1) == 0: rec[f'loss_{t}'] = float('nan')
-    for t in self.cfg.tasks:   # a weight that under- or overflows means the log-variance ran away: stop, naming it
+    for t in self.cfg.tasks:   # a weight that under- or overflows stops the run, naming the task
         w = rec.get(f'w_{t}')
         if w is not None and not (0 < w < float('inf')):
-            raise NonFiniteLossError(f"task weight of {t!r} became {w} at optimizer step {self.state['step']} (its Kendall "
-                                     f"log-variance ran away; lower lr_loss); the last good checkpoint is {self.ckpt_path}")
+            why = ('its Kendall log-variance ran away; lower lr_loss' if isinstance(self.loss.weighting, KendallWeighting)
+                   else f'{type(self.loss.weighting).__name__} must give every task a finite weight > 0')
+            raise NonFiniteLossError(f"task weight of {t!r} became {w} at optimizer step {self.state['step']} ({why}); "
+                                     f"the last good checkpoint is {self.ckpt_path}")
     if hasattr(self.loss.weighting, 'sigmas'):   # σ from the weight used in this step: w = 1/(2σ²)
         rec.update({f'sigma_{t}': math.sqrt(1 / (2 * rec[f'w_{t}'])) for t in self.cfg.tasks if f'w_{t}' in rec})
-    for g in self.opt.param_groups: rec[f"lr_{g.get('name', 'group')}"] = g['lr']
+    if lrs is None: lrs = [g['lr'] for g in self.opt.param_groups]
+    for g, lr in zip(self.opt.param_groups, lrs): rec[f"lr_{g.get('name', 'group')}"] = lr
+    if skipped is not None: rec.update(loss_scale=self.acc.scaler.get_scale(), skipped=skipped)
     self.steps.append(rec)
 
 @patch
@@ -280,23 +294,44 @@ def _check_finite(self:Trainer, total, parts):
                              f"{self.state['batch']}) in task(s) {bad or ['total']}; the last good checkpoint is {self.ckpt_path}")
 
 @patch
+def _step_skipped(self:Trainer, scale:float|None)->bool|None:
+    "Whether the optimizer step just taken was skipped for an fp16 overflow (`scale`: the loss scale before it; None: no scaler)."
+    if scale is None: return None
+    # Accelerate's flag misses the skips of a fused optimizer: torch's GradScaler hands it found_inf and calls its step,
+    # whose kernel then leaves the weights alone; an overflow always lowers the scale, so that is the test
+    return bool(self.acc.optimizer_step_was_skipped or self.acc.scaler.get_scale() < scale)
+
+def _merge_micro(micro:list)->tuple:
+    "One optimizer step's `(loss, parts)` from its micro-batches: the mean loss; per task the mean over its labelled rows, their count."
+    if len(micro) == 1: return micro[0]
+    total, parts = torch.stack([t.float() for t, _ in micro]).mean(), dict(micro[-1][1])   # task weights: no step between micro-batches
+    for k in [k for k in parts if k.startswith('n_')]:
+        t, ns = k[2:], [p[k] for _, p in micro]
+        parts[k] = sum(ns)
+        parts[f'loss_{t}'] = sum(float(p[f'loss_{t}']) * n for (_, p), n in zip(micro, ns)) / max(sum(ns), 1)   # 0 when absent
+    return total, parts
+
+@patch
 def _train_epoch(self:Trainer, pbar):
     "Run the rest of the current epoch (from `state['batch']`)."
     self.dl.set_epoch(self.state['epoch'])
     dl = self.acc.skip_first_batches(self.dl, self.state['batch']) if self.state['batch'] else self.dl
-    self.module.train()
+    self.module.train(); micro = []
     for b in dl:
         with self.acc.accumulate(self.module):
             total, parts = self.module(b)
-            self._check_finite(total, parts)
+            self._check_finite(total, parts); micro.append((total.detach(), parts))
             self.acc.backward(total)
             if self.acc.sync_gradients and self.cfg.max_grad_norm: self.acc.clip_grad_norm_(self.module.parameters(), self.cfg.max_grad_norm)
+            scale = self.acc.scaler.get_scale() if self.acc.scaler is not None and self.acc.sync_gradients else None
             self.opt.step(); self.opt.zero_grad(set_to_none=True)
         self.state['batch'] += 1
         if self.acc.sync_gradients:
-            if not self.acc.optimizer_step_was_skipped: self.sched.step()
-            self.state['step'] += 1; self._log_step(total.detach(), parts); pbar.update(1)
-            pbar.set_postfix(loss=f"{float(total.detach()):.3f}", refresh=False)
+            lrs, skipped = [g['lr'] for g in self.opt.param_groups], self._step_skipped(scale)
+            if not skipped: self.sched.step()
+            (total, parts), micro = _merge_micro(micro), []
+            self.state['step'] += 1; self._log_step(total, parts, lrs, skipped); pbar.update(1)
+            pbar.set_postfix(loss=f"{float(total):.3f}", refresh=False)
             if self.cfg.max_steps and self.state['step'] >= self.cfg.max_steps: return
             if self.cfg.save_every and self.state['step'] % self.cfg.save_every == 0: self._save()
 
@@ -322,6 +357,22 @@ def _end_epoch(self:Trainer):
     self._save()
     return stop
 
+def _bar_kw()->dict:
+    "tqdm settings for the training bar: tqdm's own in Jupyter (a widget) and in a terminal; elsewhere a refresh every 30 s at most."
+    # a kernel without ipywidgets (or a log file) keeps every refresh of a text bar as output: hundreds in a papermill report
+    widget = any(c.__module__ == 'tqdm.notebook' for c in tqdm.__mro__)   # tqdm.auto picked the notebook bar
+    return {} if widget or sys.stderr.isatty() else {'mininterval': 30.}
+
+@patch
+def summary(self:Trainer)->str:
+    "One line on the training so far: steps, seconds, mean loss of the last epoch, best monitor value and its epoch."
+    ep = self.state['epoch'] - 1 if self.state['batch'] == 0 else self.state['epoch']
+    losses = [r['loss'] for r in self.steps if r['epoch'] == ep]
+    s = f"{self.cfg.paradigm}: {self.state['step']} steps in {getattr(self, 'train_seconds', 0):.0f} s"
+    if losses: s += f", loss {np.mean(losses):.3f}"
+    if self.state['best'] is not None: s += f", best {self.cfg.monitor} {self.state['best']:.3f} (epoch {self.state['best_epoch']})"
+    return s
+
 @patch
 def fit(self:Trainer, resume:bool=True # continue from `out_dir/checkpoint.pt` if present
         )->Trainer:
@@ -330,12 +381,15 @@ def fit(self:Trainer, resume:bool=True # continue from `out_dir/checkpoint.pt` i
     self.t_start = time.time()
     total = self.steps_per_epoch * self.cfg.epochs
     if self.cfg.max_steps: total = min(total, self.cfg.max_steps)
-    with tqdm(total=total, initial=self.state['step'], disable=self.quiet or not self.acc.is_main_process, desc=self.cfg.paradigm) as pbar:
+    show = not self.quiet and self.acc.is_main_process
+    # leave=False: the bar goes when the run ends and the one-line summary below is what stays in the notebook
+    with tqdm(total=total, initial=self.state['step'], disable=not show, desc=self.cfg.paradigm, leave=False, **_bar_kw()) as pbar:
         while not self.state['done']:
             self._train_epoch(pbar)
             if self._end_epoch(): break
     self.load_best()
     self.train_seconds = time.time() - self.t_start
+    if show: print(self.summary())
     return self
 
 @patch
