@@ -8,16 +8,13 @@ import io, json, math
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
-import seaborn as sns
-from .core import atomic_write
-from .data import EMOTIONS
-from .calibrate import reliability_bins
 
 # %% auto #0
-__all__ = ['TASKS', 'TASK_NAMES', 'TASK_COLORS', 'TIER_COLS', 'TOX_CLASSES', 'save_fig', 'save_all', 'rolling_present',
-           'plot_learning_curves', 'plot_task_weights', 'plot_lrs', 'tier_dicts', 'fmt_ci', 'to_markdown',
-           'write_table', 'tier_table', 'emotion_table', 'calibration_table', 'row_normalise', 'plot_confusion',
-           'ece_from_bins', 'plot_reliability', 'compare_table', 'plot_compare', 'plot_tier_f1', 'load_run', 'report']
+__all__ = ['TASKS', 'TASK_NAMES', 'TASK_COLORS', 'TIER_COLS', 'TOX_CLASSES', 'fig_png', 'save_fig', 'save_all', 'show_fig',
+           'rolling_present', 'plot_learning_curves', 'plot_task_weights', 'plot_lrs', 'tier_dicts', 'fmt_ci',
+           'to_markdown', 'write_table', 'tier_table', 'emotion_table', 'calibration_table', 'row_normalise',
+           'plot_confusion', 'ece_from_bins', 'plot_reliability', 'compare_table', 'plot_compare', 'plot_tier_f1',
+           'load_run', 'report']
 
 # %% ../nbs/08_report.ipynb #b70da1f0
 def _figure(nrows:int=1, ncols:int=1, **kw):
@@ -26,15 +23,22 @@ def _figure(nrows:int=1, ncols:int=1, **kw):
     plt.close(fig)
     return fig, axs.ravel()
 
+def fig_png(fig,                  # a matplotlib Figure
+            dpi:int=120           # resolution
+           )->bytes:              # the bytes of a PNG file
+    "Render `fig` as PNG bytes, with a tight bounding box and a white background."
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight', facecolor='white')
+    return buf.getvalue()
+
 def save_fig(fig,                 # a matplotlib Figure
              path:str|Path,       # destination, ending in .png (folders are created)
              dpi:int=120          # resolution
             )->Path:              # the path written
     "Write `fig` as a PNG atomically (temp file + rename), with a tight bounding box."
+    from aura.core import atomic_write
     path = Path(path)
     if path.suffix.lower() != '.png': raise ValueError(f"save_fig: {path} must end in .png")
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight', facecolor='white')
-    return atomic_write(path, buf.getvalue())
+    return atomic_write(path, fig_png(fig, dpi))
 
 def save_all(figs:dict,          # name -> Figure
              folder:str|Path,    # written as folder/<name>.png
@@ -47,6 +51,18 @@ def save_all(figs:dict,          # name -> Figure
         out[name] = save_fig(fig, Path(folder)/f'{name}.png', dpi)
         if close: plt.close(fig)
     return out
+
+# %% ../nbs/08_report.ipynb #74caac5e
+def show_fig(fig,         # a matplotlib Figure, or the path of a PNG file
+             dpi:int=120  # resolution of a Figure
+            )->None:
+    "Display `fig` in a notebook as a PNG image, whatever the matplotlib backend (a path: that file as it is)."
+    from IPython.display import display, Image
+    if isinstance(fig, (str, Path)):
+        data = Path(fig).read_bytes()
+        if data[:8] != b'\x89PNG\r\n\x1a\n': raise ValueError(f"show_fig: {fig} is not a PNG file")
+    else: data = fig_png(fig, dpi); plt.close(fig)
+    display(Image(data=data))
 
 # %% ../nbs/08_report.ipynb #0fed8033
 TASKS = ('tox', 'emo')
@@ -187,6 +203,7 @@ def write_table(df:pd.DataFrame,   # the table
                 digits:int=3       # decimals in the markdown version (the CSV keeps full precision)
                )->tuple:           # (csv path, md path)
     "Write `df` as `<stem>.csv` (full precision) and `<stem>.md` (rounded markdown), atomically."
+    from aura.core import atomic_write
     stem = Path(path_stem)
     csv = atomic_write(stem.with_name(stem.name + '.csv'), df.to_csv(index=False))
     md = atomic_write(stem.with_name(stem.name + '.md'), to_markdown(df, digits))
@@ -210,8 +227,9 @@ def tier_table(metrics,           # metrics.json dict, or dict tier -> `aura.eva
 def emotion_table(metrics:dict  # metrics.json dict (uses ['emotion']) or its 'emotion' entry, or `emo_metrics` output
                  )->pd.DataFrame: # rows: the 7 emotions, then 'macro avg'
     "Per-emotion F1 and the macro-F1 with its CI and the accuracy."
+    from aura.data import EMOTIONS
     e = metrics.get('emotion', metrics)
-    if 'per_class' in e: pc = e['per_class']
+    if 'per_class' in e: pc = {c: v['f1'] if isinstance(v, dict) else v for c, v in e['per_class'].items()}   # {emotion: f1} or {emotion: {f1, ...}}
     elif 'report' in e: pc = {c: e['report'][c]['f1-score'] for c in EMOTIONS if c in e['report']}
     else: raise KeyError(f"emotion metrics need 'per_class' (metrics.json) or 'report' (emo_metrics); keys are {list(e)}")
     rows = [{'emotion': c, 'f1': _num(pc.get(c)), 'ci_lo': np.nan, 'ci_hi': np.nan, 'accuracy': np.nan} for c in EMOTIONS]
@@ -252,6 +270,7 @@ def plot_confusion(confusions,               # tier -> confusion matrix (rows tr
                    title:str|None=None
                   ):                         # Figure with one panel per matrix
     "Confusion matrices side by side: counts with row-normalised shares (colour = share of the true class)."
+    import seaborn as sns
     if isinstance(confusions, dict) and confusions and all(not isinstance(v, (list, np.ndarray)) for v in confusions.values()):
         confusions = {k: m['confusion'] for k, m in tier_dicts(confusions, which).items()}
     if not confusions: raise ValueError("no confusion matrices to plot")
@@ -286,6 +305,7 @@ def plot_reliability(y,                    # (N,) labels
                      title:str|None=None
                     ):                     # Figure with 1 or 2 panels, ECE in each panel's title
     "Reliability diagram(s) before [and after] temperature scaling: observed frequency vs mean prediction per bin."
+    from aura.calibrate import reliability_bins
     panels = [('before scaling', prob)]
     if prob_cal is not None: panels.append((f'after scaling (T={temperature:.2f})' if temperature else 'after scaling', prob_cal))
     fig, axs = _figure(1, len(panels), figsize=(4.2 * len(panels), 4.2))
@@ -385,12 +405,13 @@ def _threshold_names(m:dict, alt:str)->tuple:
     return f"{pol} threshold ({_num(th('threshold', 'tiers')):.2f})", f"{other} threshold ({_num(th('threshold_alt', alt)):.2f})"
 
 def report(run_dir:str|Path,  # a run directory in the spec's format
-           show:bool=False,   # also display each figure and table (in a notebook)
+           show:bool=False,   # also display each figure (the PNG written, under any backend) and table
            n_bins:int=15,     # reliability-diagram bins
            window:int=20,     # rolling-mean window of the learning curves
            dpi:int=120
           )->dict:            # figures, tables (name -> object), paths (written files), skipped (name -> reason)
     "Draw every figure and table a run directory allows; write them to `run_dir/figures/` and `run_dir/tables/`."
+    from aura.data import EMOTIONS
     r = load_run(run_dir); d, m, st, ep = r['run_dir'], r['metrics'], r['steps'], r['epochs']
     figs, tabs, skipped = {}, {}, {}
     name = m.get('run_name') or m.get('run_id') or d.name
@@ -422,10 +443,11 @@ def report(run_dir:str|Path,  # a run directory in the spec's format
         figs[f'reliability_{k}'] = plot_reliability(p['label'].values, p['prob'].values, p['prob_cal'].values if 'prob_cal' in p else None,
                                                     n_bins, temperature=None if math.isnan(T) else T, title=f'{name}: {k}')
     if not r['predictions']: skipped['reliability'] = 'no predictions/*.csv'
-    paths = list(save_all(figs, d/'figures', dpi).values())
+    pngs = save_all(figs, d/'figures', dpi)
+    paths = list(pngs.values())
     for k, df in tabs.items(): paths += write_table(df, d/'tables'/k)
     if show:
         from IPython.display import display
-        for f in figs.values(): display(f)
+        for p in pngs.values(): show_fig(p)
         for df in tabs.values(): display(df)
     return dict(figures=figs, tables=tabs, paths=paths, skipped=skipped)

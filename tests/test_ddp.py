@@ -15,7 +15,7 @@ def free_port()->int:
 @pytest.mark.parametrize('paradigm', ['masked', 'paired'])
 def test_ddp_two_cpu_processes(tmp_path, paradigm):
     make_tiny_backbone(tmp_path/'tiny')   # built once here: two ranks writing it at the same time would race
-    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'OMP_NUM_THREADS': '1', 'ACCELERATE_USE_CPU': '1'}
+    env = {**os.environ, 'ACCELERATE_USE_CPU': '1'}   # offline, one thread per rank: conftest.py
     cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--main_process_port', str(free_port()),
            '--mixed_precision', 'no', '--dynamo_backend', 'no', str(HERE/'ddp_train.py'), str(tmp_path), paradigm]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)

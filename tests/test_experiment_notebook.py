@@ -1,35 +1,62 @@
-"The user's main path: the experiment notebook run through papermill, on the bundled samples and the offline encoder."
-import json, os, subprocess, sys
+"""The user's main path: the experiment notebook run through papermill, on the bundled samples and the offline encoder.
+
+The tiny run happens once (module fixture) and several tests read it. It runs with `MPLBACKEND=Agg`, as on a server
+or in CI, where a kernel keeps Agg and a figure displayed as a `Figure` would be lost, and with an empty tokenization
+cache, so that writing the cache (datasets' "Saving the dataset" bars) is part of the run."""
+import json
 from pathlib import Path
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
+def text_of(o:dict)->str:
+    "Everything an output shows as text: a stream, the text/plain of a result, or an error."
+    if o['output_type'] == 'stream': t = o['text']
+    elif o['output_type'] == 'error': t = [o['ename'], ': ', o['evalue'], *o.get('traceback', [])]
+    else: t = o.get('data', {}).get('text/plain', '')
+    return ''.join(t) if isinstance(t, list) else t
 
-def papermill(tmp_path, *params):
-    cmd = [sys.executable, '-m', 'papermill', str(ROOT/'nbs'/'run_experiment.ipynb'), str(tmp_path/'out.ipynb'),
-           '-p', 'output_dir', str(tmp_path/'outputs'), *params]
-    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory, papermill):
+    tmp = tmp_path_factory.mktemp('tiny')
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('MPLBACKEND', 'Agg'); mp.setenv('AURA_CACHE', str(tmp/'cache'))
+        r = papermill('run_experiment', tmp/'out.ipynb', tmp, paradigm='paired', preset='tiny', output_dir=str(tmp/'outputs'))
+    assert r.error is None, r.error
+    (run,) = list((tmp/'outputs').iterdir())
+    return r, run
 
-def test_papermill_tiny_run_writes_a_complete_report(tmp_path):
-    r = papermill(tmp_path, '-p', 'paradigm', 'paired', '-p', 'preset', 'tiny')
-    assert r.returncode == 0, r.stderr[-3000:]
-    (run,) = list((tmp_path/'outputs').iterdir())
+def test_papermill_tiny_run_writes_a_complete_report(tiny):
+    _, run = tiny
     for f in ('config.json', 'env.json', 'history.csv', 'epochs.csv', 'metrics.json', 'predictions/L1_olid.csv', 'best_model/model.safetensors'):
         assert (run/f).is_file(), f
     m = json.loads((run/'metrics.json').read_text())
-    assert m['paradigm'] == 'paired' and set(m['tiers']) == {'L1_olid', 'L2_jigsaw', 'L3_toxigen'}
-    for t in m['tiers'].values(): assert t['ci_lo'] <= t['macro_f1'] <= t['ci_hi'] and 0 < t['floor'] < 0.5 + 1e-9
+    assert m['paradigm'] == 'paired' and set(m['tiers']) == {'L1_olid', 'L2_jigsaw', 'L3_toxigen'}, (m['paradigm'], list(m['tiers']))
+    for t in m['tiers'].values(): assert t['ci_lo'] <= t['macro_f1'] <= t['ci_hi'] and 0 < t['floor'] < 0.5 + 1e-9, t
     for k in ('delta_f1', 'emotion', 'calibration', 'best_epoch', 'wall_seconds'): assert k in m, k
-    nb = json.loads((tmp_path/'out.ipynb').read_text())
-    assert any('injected-parameters' in c['metadata'].get('tags', []) for c in nb['cells'])
+
+def test_every_figure_is_a_png_in_the_report_under_agg(tiny):
+    r, run = tiny
+    pngs = sorted(p.name for p in (run/'figures').glob('*.png'))
+    shown = [o for c in r.nb['cells'] for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
+    lost = [text_of(o) for c in r.nb['cells'] for o in c.get('outputs', []) if text_of(o).startswith('<Figure size')]
+    assert len(pngs) >= 8, pngs
+    assert (len(shown), lost) == (len(pngs), []), f'{len(shown)} images shown for {len(pngs)} PNGs written; shown as text: {lost}'
+
+@pytest.mark.parametrize('noise', ['Saving the dataset', 'IProgress not found'])   # datasets' cache bars, tqdm without ipywidgets
+def test_report_has_no_progress_noise(tiny, noise):
+    r, _ = tiny
+    hits = [(i, l) for i, c in enumerate(r.nb['cells']) for o in c.get('outputs', []) for l in text_of(o).splitlines() if noise in l]
+    assert len(hits) == 0, f'{len(hits)} output lines with {noise!r}, the first in cell {hits[0][0]}: {hits[0][1][:200]!r}'
+
+def test_training_cell_holds_a_bounded_number_of_outputs(tiny):
+    r, _ = tiny
+    outs = r.outputs('train_run(')
+    assert len(outs) <= 5, f'{len(outs)} outputs in the training cell: ' + repr([text_of(o)[:80] for o in outs[:12]])
 
 @pytest.mark.parametrize('params, message', [
-    (['-p', 'paradigm', 'joint'], "paradigm='joint'"),
-    (['-p', 'data_dir', 'no/such/folder'], 'no/such/folder'),
+    (dict(paradigm='joint'), "paradigm='joint'"),
+    (dict(data_dir='no/such/folder'), 'no/such/folder'),
 ])
-def test_bad_parameters_fail_before_any_work(tmp_path, params, message):
-    r = papermill(tmp_path, '-p', 'preset', 'tiny', *params)
-    assert r.returncode != 0
-    assert message in r.stderr + r.stdout
+def test_bad_parameters_fail_before_any_work(tmp_path, papermill, params, message):
+    r = papermill('run_experiment', tmp_path/'out.ipynb', tmp_path, preset='tiny', output_dir=str(tmp_path/'outputs'), **params)
+    assert r.error is not None and message in r.error, r.error
     assert not (tmp_path/'outputs').exists() or not any((tmp_path/'outputs').iterdir()), 'a run folder was created for a bad configuration'
