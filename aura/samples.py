@@ -60,7 +60,7 @@ def _pick(labels:Sequence, # one label per loaded row
           n:int,           # the row limit; 0 keeps every row
           seed:int=0
          )->np.ndarray:    # sorted row indices
-    "The rows `aura.experiment._limit(ds, n, col, seed)` keeps, as indices into the labels of `ds[col]`."
+    "The rows `aura.sources.limit(ds, n, col, seed)` keeps, as indices into the labels of `ds[col]`."
     labels = np.asarray(labels)
     return np.arange(len(labels)) if not n or len(labels) <= n else stratified_indices(labels, n, seed)
 
@@ -199,7 +199,7 @@ def _write_samples_readme(dst:Path, man:pd.DataFrame, params:dict):
           "unchanged; they are the default (`data_dir=None`) and make the kit run offline.",
           "", "**These samples are the rows the reference study trained and was judged on** (`outputs/reference/README.md`: runs on the "
           "full data with `max_train_rows=2000`, `max_eval_rows=1000`): every split holds exactly the rows "
-          "`aura.experiment._limit` keeps of it, in the same order with the same labels, except OLID validation, which is complete "
+          "`aura.sources.limit` keeps of it, in the same order with the same labels, except OLID validation, which is complete "
           "(the study used 1,000 of its rows; `max_eval_rows=1000` picks the same 1,000 here). They are meant for real, small "
           "results on the same items as the reference table, not only for smoke tests. `olid/` (OLID v1.0) and the Jigsaw files "
           "other than RobTest are small subsets for the loaders that read them.",
