@@ -10,6 +10,7 @@ import numpy as np, torch, torch.nn.functional as F
 from torch import nn
 import datasets
 from .core import shared_data_dir, save_json, env_info, set_seed
+from .tasks import TaskTable, load_tasks
 from .collate import tokenize_dataset
 from .model import build_model, load_tokenizer
 from .train import Trainer, TrainConfig
@@ -72,34 +73,41 @@ def train_mfu(tokens_per_s:float, n_params:int, flops:float)->float:
     return 6 * n_params * tokens_per_s / flops
 
 # %% ../nbs/11_bench.ipynb #76775d8a
-def ref_loss(out:dict, tox:torch.Tensor, emo:torch.Tensor)->torch.Tensor:
-    "Summed masked loss: BCE on rows with a toxicity label (!= -1) + cross-entropy on rows with an emotion label."
-    m = tox >= 0
-    loss = out['tox_logits'].sum() * 0.
-    if m.any(): loss = loss + F.binary_cross_entropy_with_logits(out['tox_logits'][m], tox[m].float())
-    if (emo >= 0).any(): loss = loss + F.cross_entropy(out['emo_logits'], emo, ignore_index=-1)
+def ref_loss(out:dict,          # model output: `<task>_logits` per task
+             labels:dict,       # `<task>_label` -> (B,) labels or (B, K) multi-hot, -1 where absent
+             table:TaskTable    # the task table
+            )->torch.Tensor:
+    "Summed masked loss: per task, BCE (binary, multilabel) or cross-entropy (multi-class) on the rows that have its label."
+    loss = sum(o.sum() * 0. for o in out.values())     # a graph to backpropagate through even when no row has a label
+    for t in table.tasks:
+        y, z = labels[t.label], out[t.logits]
+        m = (y[:, 0] if y.ndim == 2 else y) >= 0
+        if not m.any(): continue
+        loss = loss + (F.cross_entropy(z[m], y[m]) if t.kind == 'multiclass' else F.binary_cross_entropy_with_logits(z[m], y[m].float()))
     return loss
 
 def pad128(tokenizer, texts, max_length:int=128)->dict:
     "The partners' tokenization: every text padded (and truncated) to `max_length`."
     return tokenizer(list(texts), padding='max_length', truncation=True, max_length=max_length, return_tensors='pt')
 
-def bench_fixed_pad_train(model:nn.Module, tokenizer, ds:datasets.Dataset, # rows with text, tox_label, emo_label
+def bench_fixed_pad_train(model:nn.Module, tokenizer, ds:datasets.Dataset, # rows with text and every task's label column
+                          tasks:TaskTable|str='tox_emo', # the task table (the model's heads)
                           bs:int=16, warmup:int=3, steps:int=10, repeats:int=3,
                           max_length:int=128, lr:float=5e-5, seed:int=0)->dict:
     "Samples/s and real tokens/s of the partners' loop (pad to 128, random order, AdamW) over timed windows."
+    table = load_tasks(tasks); names = [t.label for t in table.tasks]
     n_steps = warmup + steps * repeats
     set_seed(seed)
     idx = np.random.default_rng(seed).choice(len(ds), size=min(len(ds), n_steps * bs), replace=False)
     sub = ds.select(idx)[:]; enc = pad128(tokenizer, sub['text'], max_length)   # [:]: plain lists (datasets 5 Columns are slow per row)
-    tds = torch.utils.data.TensorDataset(enc['input_ids'], enc['attention_mask'], torch.tensor(sub['tox_label']), torch.tensor(sub['emo_label']))
+    tds = torch.utils.data.TensorDataset(enc['input_ids'], enc['attention_mask'], *[torch.tensor(sub[c]) for c in names])
     dl = torch.utils.data.DataLoader(tds, batch_size=bs, shuffle=True, generator=torch.Generator().manual_seed(seed))
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train(); stamps, samples, tokens, padded, running = [], [], [], [], 0.
     while len(stamps) < n_steps:
-        for x, m, t, e in dl:
+        for x, m, *ys in dl:
             out = model(input_ids=x, attention_mask=m)
-            loss = ref_loss(out, t, e)
+            loss = ref_loss(out, dict(zip(names, ys)), table)
             loss.backward(); opt.step(); opt.zero_grad()
             running += loss.item()
             stamps.append(time.perf_counter()); samples.append(len(x)); tokens.append(int(m.sum())); padded.append(m.numel())
@@ -121,10 +129,13 @@ def _count_hook(samples, tokens, padded):
         m = b['attention_mask']; samples.append(m.shape[0]); tokens.append(int(m.sum())); padded.append(m.numel())
     return hook
 
-def aura_trainer(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, max_steps:int=0, epochs:int=1,
-                 seed:int=0, **cfg)->Trainer:
-    "An `aura.train.Trainer` with default settings except `bs`, `max_steps`, `epochs`, and no periodic checkpoints."
-    cfg = TrainConfig(bs=bs, max_steps=max_steps, epochs=epochs, save_every=0, seed=seed, **cfg)
+def aura_trainer(model:nn.Module, tokenizer, train_tok:datasets.Dataset,
+                 tasks:TaskTable|str='tox_emo', # the task table (the model's heads, the rows' label columns)
+                 bs:int=16, max_steps:int=0, epochs:int=1, seed:int=0,
+                 **cfg                          # other `TrainConfig` fields
+                )->Trainer:
+    "An `aura.train.Trainer` with default settings except `tasks`, `bs`, `max_steps`, `epochs`, and no periodic checkpoints."
+    cfg = TrainConfig(bs=bs, max_steps=max_steps, epochs=epochs, save_every=0, seed=seed, tasks=tasks, **cfg)
     out = Path(tempfile.mkdtemp(prefix='aura-bench-'))
     return Trainer(model, tokenizer, train_tok, train_tok.select(range(min(8, len(train_tok)))), cfg, out_dir=out, quiet=True)
 
@@ -138,7 +149,9 @@ def run_steps(tr:Trainer, n:int)->StepClock:
     return clock
 
 def bench_aura_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=10,
-                     repeats:int=3, seed:int=0, **cfg)->dict:
+                     repeats:int=3, seed:int=0,
+                     **cfg                  # `aura_trainer` / `TrainConfig` settings, e.g. tasks, paradigm, precision
+                    )->dict:
     "Samples/s and real tokens/s of `aura.train.Trainer` steps over timed windows after warm-up."
     tr = aura_trainer(model, tokenizer, train_tok, bs=bs, seed=seed, **cfg)
     samples, tokens, padded = [], [], []
@@ -149,20 +162,24 @@ def bench_aura_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:
 
 # %% ../nbs/11_bench.ipynb #f1c76283
 class HFWrap(nn.Module):
-    "aura's model as a Hugging Face `Trainer` model: returns the summed masked loss (`ref_loss`), or both heads' logits without labels."
-    def __init__(self, model:nn.Module): super().__init__(); self.model = model
-    def forward(self, input_ids, attention_mask, tox_label=None, emo_label=None, length=None):
+    "aura's model as a Hugging Face `Trainer` model: the summed masked loss (`ref_loss`) given `<task>_label` columns, else every head's logits."
+    accepts_loss_kwargs = False   # the loss is the model's own: `Trainer` must not pass `num_items_in_batch`
+    def __init__(self, model:nn.Module, tasks:TaskTable|str='tox_emo'): super().__init__(); self.model, self.table = model, load_tasks(tasks)
+    def forward(self, input_ids, attention_mask, length=None, **labels):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        if tox_label is None and emo_label is None: return {'tox_logits': out['tox_logits'], 'emo_logits': out['emo_logits']}
-        return {'loss': ref_loss(out, tox_label, emo_label), 'logits': out['tox_logits']}
+        labels = {k: v for k, v in labels.items() if k in {t.label for t in self.table.tasks} and v is not None}
+        if not labels: return {t.logits: out[t.logits] for t in self.table.tasks}
+        return {'loss': ref_loss(out, labels, self.table), 'logits': out[self.table.tasks[0].logits]}
 
-def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=10,
+def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset,
+                   tasks:TaskTable|str='tox_emo', # the task table (its label columns are the `label_names`)
+                   bs:int=16, warmup:int=3, steps:int=10,
                    repeats:int=3, seed:int=0, lr:float=5e-5, strategy:str='group_by_length',
                    precision:str='no')->dict:  # 'bf16': `TrainingArguments(bf16=True)` (autocast on the CPU)
     "Samples/s and real tokens/s of `transformers.Trainer` (dynamic padding, `train_sampling_strategy=strategy`)."
     from transformers import Trainer as HFTrainer, TrainingArguments, TrainerCallback, DataCollatorWithPadding
     from transformers.utils import logging as hl
-    stamps = []
+    table = load_tasks(tasks); labels = [t.label for t in table.tasks]; stamps = []
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw): stamps.append(time.perf_counter())
     n = warmup + steps * repeats
@@ -170,12 +187,12 @@ def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:in
     args = TrainingArguments(output_dir=out, per_device_train_batch_size=bs, max_steps=n, learning_rate=lr, report_to=[],
                              save_strategy='no', eval_strategy='no', logging_strategy='no', use_cpu=True, disable_tqdm=True,
                              train_sampling_strategy=strategy, length_column_name='length', dataloader_num_workers=0, seed=seed,
-                             label_names=['tox_label', 'emo_label'], bf16=precision == 'bf16')
-    w = HFWrap(model); samples, tokens, padded = [], [], []
+                             label_names=labels, bf16=precision == 'bf16')
+    w = HFWrap(model, table); samples, tokens, padded = [], [], []
     h = w.register_forward_pre_hook(_count_hook(samples, tokens, padded), with_kwargs=True)
     v = hl.get_verbosity(); hl.set_verbosity_error()
     try:
-        t = HFTrainer(model=w, args=args, train_dataset=train_tok.select_columns(['input_ids', 'length', 'tox_label', 'emo_label']),
+        t = HFTrainer(model=w, args=args, train_dataset=train_tok.select_columns(['input_ids', 'length', *labels]),
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, callbacks=[Clock()])
         t.train()
     finally: h.remove(); hl.set_verbosity(v); shutil.rmtree(out, ignore_errors=True)
@@ -186,51 +203,59 @@ def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:in
 # %% ../nbs/11_bench.ipynb #e3c08acd
 @torch.inference_mode()
 def predict_fixed_pad(model:nn.Module, enc:dict, bs:int=16, precision:str='no')->dict:
-    "Logits for rows already padded to a fixed length (`pad128` output), in dataset order; `precision='bf16'`: CPU autocast."
+    "Every head's logits for rows already padded to a fixed length (`pad128` output), in dataset order; `precision='bf16'`: CPU autocast."
     was = model.training; model.eval()
     amp = torch.autocast('cpu', dtype=torch.bfloat16) if precision == 'bf16' else contextlib.nullcontext()
     try:
         with amp: outs = [model(input_ids=enc['input_ids'][s:s + bs], attention_mask=enc['attention_mask'][s:s + bs]) for s in range(0, len(enc['input_ids']), bs)]
     finally: model.train(was)
-    return {k: torch.cat([o[k] for o in outs]).float().numpy() for k in ('tox_logits', 'emo_logits')}
+    return {k: torch.cat([o[k] for o in outs]).float().numpy() for k in outs[0]}
 
-def hf_predictor(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, bs:int=16, precision:str='no'):
-    "A function returning the logits of `transformers.Trainer.predict` (dataset order, each batch padded to its longest row)."
+def hf_predictor(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, bs:int=16, precision:str='no',
+                 tasks:TaskTable|str='tox_emo'): # the task table (the model's heads)
+    "A function returning every head's logits from `transformers.Trainer.predict` (dataset order, each batch padded to its longest row)."
     from transformers import Trainer as HFTrainer, TrainingArguments, DataCollatorWithPadding
     from transformers.utils import logging as hl
     out = tempfile.mkdtemp(prefix='aura-bench-hfp-')
     args = TrainingArguments(output_dir=out, per_device_eval_batch_size=bs, report_to=[], use_cpu=True, disable_tqdm=True,
                              dataloader_num_workers=0, bf16=precision == 'bf16')
-    t = HFTrainer(model=HFWrap(model), args=args, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    table = load_tasks(tasks)
+    t = HFTrainer(model=HFWrap(model, table), args=args, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
     ds = eval_tok.select_columns(['input_ids'])
     def run():
         v = hl.get_verbosity(); hl.set_verbosity_error()
-        try: tox, emo = t.predict(ds).predictions
+        try: preds = t.predict(ds).predictions
         finally: hl.set_verbosity(v); shutil.rmtree(out, ignore_errors=True)
-        return {'tox_logits': np.asarray(tox, np.float32).reshape(-1), 'emo_logits': np.asarray(emo, np.float32)}
+        preds = preds if isinstance(preds, tuple) else (preds,)
+        return {x.logits: np.asarray(p, np.float32).reshape(-1) if x.kind == 'binary' else np.asarray(p, np.float32) for x, p in zip(table.tasks, preds)}
     return run
 
 # %% ../nbs/11_bench.ipynb #8de22d30
-def _agree(a:dict, b:dict)->dict:
-    "How far two prediction dicts are apart: largest logit difference, toxicity decisions (logit > 0) and emotion argmaxes that differ."
-    return dict(max_abs_dlogit=float(max(np.abs(a[k] - b[k]).max(initial=0) for k in ('tox_logits', 'emo_logits'))),
-                tox_flips=int(((a['tox_logits'] > 0) != (b['tox_logits'] > 0)).sum()),
-                emo_changes=int((a['emo_logits'].argmax(-1) != b['emo_logits'].argmax(-1)).sum()))
+def _decisions(task, z:np.ndarray)->np.ndarray:
+    "A head's decisions from its logits at the default rule: logit > 0 (binary, per class for multilabel) or the argmax."
+    return z.argmax(-1) if task.kind == 'multiclass' else (z > 0)
+
+def _agree(a:dict, b:dict, table:TaskTable)->dict:
+    "How far two prediction dicts are apart: largest logit difference, and per task the items whose decision differs."
+    ch = {t.name: int(np.asarray(_decisions(t, a[t.logits]) != _decisions(t, b[t.logits])).reshape(len(a[t.logits]), -1).any(1).sum()) for t in table.tasks}
+    return dict(max_abs_dlogit=float(max(np.abs(a[t.logits] - b[t.logits]).max(initial=0) for t in table.tasks)), changes=ch)
 
 def bench_eval(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, # tokenized rows (input_ids, text)
+               tasks:TaskTable|str='tox_emo', # the task table (the model's heads)
                bs:int=16, repeats:int=3,
                bf16:bool=True)->dict: # also time both paths under bf16 autocast
     "Samples/s of `aura.evaluate.predict` as configured by default, of the same at `bs` rows per batch, and of padding to 128 at `bs`; fp32 and bf16."
+    table = load_tasks(tasks)
     enc = pad128(tokenizer, eval_tok[:]['text']); n = len(eval_tok); pad = tokenizer.pad_token_id
     paths = {'aura': lambda: predict(model, eval_tok, pad_token_id=pad),                          # token-budget batches
              'aura_same_bs': lambda: predict(model, eval_tok, bs=bs, max_tokens=None, pad_token_id=pad), # sorted, `bs` rows
              'fixed_pad': lambda: predict_fixed_pad(model, enc, bs),
-             'hf_trainer': hf_predictor(model, tokenizer, eval_tok, bs)}   # Trainer.predict: dataset order, dynamic padding
+             'hf_trainer': hf_predictor(model, tokenizer, eval_tok, bs, tasks=table)}   # Trainer.predict: dataset order, dynamic padding
     if bf16: paths.update(aura_bf16=lambda: predict(model, eval_tok, pad_token_id=pad, precision='bf16'),
                           fixed_pad_bf16=lambda: predict_fixed_pad(model, enc, bs, precision='bf16'),
-                          hf_trainer_bf16=hf_predictor(model, tokenizer, eval_tok, bs, precision='bf16'))
+                          hf_trainer_bf16=hf_predictor(model, tokenizer, eval_tok, bs, precision='bf16', tasks=table))
     outs = {k: f() for k, f in paths.items()}      # one untimed pass each: warm-up, and the outputs to compare
-    agree = {k: _agree(outs['aura'], outs[k]) for k in paths if k != 'aura'}
+    agree = {k: _agree(outs['aura'], outs[k], table) for k in paths if k != 'aura'}
     ts = {k: [] for k in paths}
     for _ in range(repeats):
         for k, f in paths.items(): t = time.perf_counter(); f(); ts[k].append(time.perf_counter() - t)
@@ -257,14 +282,16 @@ def bench_data_prep(ds:datasets.Dataset, tokenizer, max_length:int=128, repeats:
 def bench_epochs(model:nn.Module, tokenizer, train_tok:datasets.Dataset,
                  rows=(1000, 4000, 16000), # training-set sizes
                  bs:int=16, max_epoch_steps:int|None=None, # None: always the full epoch
-                 seed:int=0)->dict:          # rows (as str) -> timing record
+                 seed:int=0,
+                 **cfg                     # `aura_trainer` settings (tasks, ...)
+                )->dict:                   # rows (as str) -> timing record
     "Seconds per training epoch (setup + steps, no validation) at each training-set size."
     out = {}
     for r in rows:
         if r > len(train_tok): raise ValueError(f"rows={r}: only {len(train_tok)} training rows are available")
         sub = train_tok.select(np.sort(np.random.default_rng(seed).choice(len(train_tok), r, replace=False))).flatten_indices()
         gc.collect()
-        t = time.perf_counter(); tr = aura_trainer(copy.deepcopy(model), tokenizer, sub, bs=bs, seed=seed); setup = time.perf_counter() - t
+        t = time.perf_counter(); tr = aura_trainer(copy.deepcopy(model), tokenizer, sub, bs=bs, seed=seed, **cfg); setup = time.perf_counter() - t
         n = tr.steps_per_epoch; k = n if not max_epoch_steps else min(n, max_epoch_steps)
         t = time.perf_counter(); run_steps(tr, k); steps_s = time.perf_counter() - t
         shutil.rmtree(tr.out_dir, ignore_errors=True); del tr
@@ -318,17 +345,18 @@ def check_targets(res:dict)->dict:
     return out
 
 # %% ../nbs/11_bench.ipynb #0993ebab
-def load_bench_data(data_dir='auto')->tuple:
-    "(train rows: OLID/TweetEval train + GoEmotions train, eval rows: the three tiers concatenated, description)."
-    from aura.data import load_olid, load_goemotions, load_tiers
+def load_bench_data(data_dir='auto',                 # 'auto': `shared_data_dir()` else the bundled samples; None: bundled samples
+                    tasks:TaskTable|str='tox_emo'    # the task table
+                   )->tuple:                         # (train rows, eval rows with a `set` column, description of the data)
+    "The training rows of a task table and the evaluation sets of its main task, concatenated (`aura.sources.load_table`)."
+    from aura.sources import load_table
     if data_dir == 'auto':
         data_dir = shared_data_dir(); src = f'full data folder {data_dir}' if data_dir else 'bundled samples (shared data folder not found)'
     else: src = f'data folder {data_dir}' if data_dir else 'bundled samples'
-    train = datasets.concatenate_datasets([load_olid(data_dir)['train'], load_goemotions(data_dir)['train']])
-    tiers = load_tiers(data_dir)
-    cols = ['text', 'tox_label', 'emo_label', 'source', 'split']
-    ev = datasets.concatenate_datasets([d.select_columns(cols).add_column('tier', [k] * len(d)) for k, d in tiers.items()])
-    return train, ev, src
+    table = load_tasks(tasks)
+    d = load_table(table, data_dir, eval_sets=[k for k, (t, _) in table.eval_sets().items() if t == table.main])
+    ev = datasets.concatenate_datasets([x.add_column('set', [k] * len(x)) for k, x in d.eval.items()])
+    return d.train, ev, src
 
 def _subset(ds, n, seed=0):
     return ds if n is None or n >= len(ds) else ds.select(np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False))).flatten_indices()
@@ -338,21 +366,23 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
               steps:int=30,              # optimizer steps per timed window
               warmup:int=3,              # untimed optimizer steps first
               bs:int=16,                 # one batch size for every contender
-              eval_rows:int=512,         # rows of the tiers used for evaluation throughput
+              eval_rows:int=512,         # rows of the main task's evaluation sets used for evaluation throughput
               prep_rows:int|None=None,   # training rows for the tokenization cold/warm timing (None: all)
               max_epoch_steps:int|None=64, # longer epochs are timed partly and extrapolated (None: never)
               backbone:str='offline',    # encoder (tests use the tiny one)
+              tasks:TaskTable|str='tox_emo', # the task table: training rows, heads, loss, evaluation sets
               data_dir='auto',           # 'auto': `shared_data_dir()` else bundled samples; None: bundled samples
               threads:int|None=None,     # torch intra-op threads (None: torch's default, one per core)
               bf16:bool=True,            # also measure bf16 autocast: aura and HF Trainer training, both prediction paths
               profile_steps:int=20,      # aura steps profiled for the time breakdown (0: skip)
-              per_tier:bool=True,        # also time prediction on each tier alone (up to `eval_rows` rows of each, fp32)
+              per_set:bool=True,         # also time prediction on each evaluation set alone (up to `eval_rows` rows of each, fp32)
               seed:int=0, log=print)->dict:
     "Run every measurement in one process; return the results with ratios, targets, settings and environment."
     t_all = time.perf_counter(); say = log or (lambda *a: None); rss = {}
     if threads: torch.set_num_threads(threads)
     load0 = os.getloadavg()
-    train, ev, src = load_bench_data(data_dir); say(f'data: {src}: {len(train)} training rows, {len(ev)} tier rows')
+    table = load_tasks(tasks)
+    train, ev, src = load_bench_data(data_dir, table); say(f'data: {src}: {len(train)} training rows, {len(ev)} evaluation rows')
     tok = load_tokenizer(backbone)
     prep = bench_data_prep(_subset(train, prep_rows, seed), tok); say(f"tokenize: cold {prep['cold_s']:.2f}s, warm {prep['warm_s']:.3f}s")
     train_tok = tokenize_dataset(train, tok, max_length=128)
@@ -360,41 +390,41 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
     flops = matmul_flops(); say(f'matmul: {flops/1e9:.1f} GFLOP/s'); rss['data'] = peak_rss_mb()
     flops16 = matmul_flops(dtype=torch.bfloat16) if bf16 else None
     if bf16: say(f'matmul bf16: {flops16/1e9:.1f} GFLOP/s')
-    set_seed(seed); base = build_model(backbone); n_ne = non_embedding_params(base)
+    set_seed(seed); base = build_model(backbone, tasks=table); n_ne = non_embedding_params(base)
     kw = dict(bs=bs, warmup=warmup, steps=steps, repeats=repeats, seed=seed)
     # one pool of rows, one batch per step: every contender trains one epoch over exactly these rows, so samples/s
     # compare the same work (aura samples tasks in proportion, so each row is seen once, as in the other two)
     pool = np.sort(np.random.default_rng(seed).choice(len(train), min(len(train), (warmup + steps * repeats) * bs), replace=False))
     p_raw, p_tok = train.select(pool).flatten_indices(), train_tok.select(pool).flatten_indices()
     same = dict(task_sampling='proportional')
-    contenders = {}; runs = [('aura', lambda m: bench_aura_train(m, tok, p_tok, **same, **kw)),
-                             ('fixed_pad', lambda m: bench_fixed_pad_train(m, tok, p_raw, **kw)),
-                             ('hf_trainer', lambda m: bench_hf_train(m, tok, p_tok, **kw))]
-    if bf16: runs += [('aura_bf16', lambda m: bench_aura_train(m, tok, p_tok, precision='bf16', **same, **kw)),
-                      ('hf_trainer_bf16', lambda m: bench_hf_train(m, tok, p_tok, precision='bf16', **kw))]
+    contenders = {}; runs = [('aura', lambda m: bench_aura_train(m, tok, p_tok, tasks=table, **same, **kw)),
+                             ('fixed_pad', lambda m: bench_fixed_pad_train(m, tok, p_raw, table, **kw)),
+                             ('hf_trainer', lambda m: bench_hf_train(m, tok, p_tok, table, **kw))]
+    if bf16: runs += [('aura_bf16', lambda m: bench_aura_train(m, tok, p_tok, precision='bf16', tasks=table, **same, **kw)),
+                      ('hf_trainer_bf16', lambda m: bench_hf_train(m, tok, p_tok, table, precision='bf16', **kw))]
     for name, fn in runs:
         gc.collect(); t = time.perf_counter(); contenders[name] = r = fn(copy.deepcopy(base)); r['wall_s'] = time.perf_counter() - t
         rss[f'train_{name}'] = peak_rss_mb()
         say(f"train {name}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} real tokens/s, pad {r['pad_fraction']:.0%} ({r['wall_s']:.0f}s)")
-    ev_res = bench_eval(base, tok, ev_tok, bs=bs, repeats=repeats, bf16=bf16); rss['eval'] = peak_rss_mb()
+    ev_res = bench_eval(base, tok, ev_tok, table, bs=bs, repeats=repeats, bf16=bf16); rss['eval'] = peak_rss_mb()
     say(f"eval: aura {ev_res['aura_samples_per_s']:.1f} (at bs {bs}: {ev_res['aura_same_bs_samples_per_s']:.1f}) vs fixed-pad {ev_res['fixed_pad_samples_per_s']:.1f} samples/s")
-    by_tier = {}
-    if per_tier:   # tweets and ToxiGen statements are short, Jigsaw comments long: the padding there is to lose differs
-        tiers = np.asarray(ev[:]['tier'])
-        for k in dict.fromkeys(tiers.tolist()):
-            tt = tokenize_dataset(_subset(ev.select(np.flatnonzero(tiers == k)).flatten_indices(), eval_rows, seed), tok, max_length=128)
-            r = bench_eval(base, tok, tt, bs=bs, repeats=repeats, bf16=False)
-            by_tier[k] = dict(rows=r['rows'], mean_real_tokens_per_sample=r['mean_real_tokens_per_sample'],
+    by_set = {}
+    if per_set:   # sets differ in length (tox_emo: tweets and ToxiGen statements short, Jigsaw comments long): the padding there is to lose differs
+        names = np.asarray(ev[:]['set'])
+        for k in dict.fromkeys(names.tolist()):
+            tt = tokenize_dataset(_subset(ev.select(np.flatnonzero(names == k)).flatten_indices(), eval_rows, seed), tok, max_length=128)
+            r = bench_eval(base, tok, tt, table, bs=bs, repeats=repeats, bf16=False)
+            by_set[k] = dict(rows=r['rows'], mean_real_tokens_per_sample=r['mean_real_tokens_per_sample'],
                               padding_ceiling=128 / r['mean_real_tokens_per_sample'],
                               samples_per_s={n: r[f'{n}_samples_per_s'] for n in ('aura', 'fixed_pad', 'hf_trainer')},
                               speedup_vs_fixed_pad=r['aura_samples_per_s'] / r['fixed_pad_samples_per_s'],
                               speedup_vs_hf_trainer=r['aura_samples_per_s'] / r['hf_trainer_samples_per_s'])
-            say(f"eval {k}: {by_tier[k]['mean_real_tokens_per_sample']:.0f} tokens a row, aura {by_tier[k]['speedup_vs_fixed_pad']:.2f}x fixed-pad, "
-                f"{by_tier[k]['speedup_vs_hf_trainer']:.2f}x Trainer.predict")
+            say(f"eval {k}: {by_set[k]['mean_real_tokens_per_sample']:.0f} tokens a row, aura {by_set[k]['speedup_vs_fixed_pad']:.2f}x fixed-pad, "
+                f"{by_set[k]['speedup_vs_hf_trainer']:.2f}x Trainer.predict")
     rows = [r for r in rows if r <= len(train_tok)] or [len(train_tok)]
-    ep = bench_epochs(base, tok, train_tok, rows=rows, bs=bs, max_epoch_steps=max_epoch_steps, seed=seed); rss['epochs'] = peak_rss_mb()
+    ep = bench_epochs(base, tok, train_tok, rows=rows, bs=bs, max_epoch_steps=max_epoch_steps, seed=seed, tasks=table); rss['epochs'] = peak_rss_mb()
     say('epochs: ' + ', '.join(f"{k} rows {v['epoch_s']:.1f}s" + (' (extrapolated)' if v['extrapolated'] else '') for k, v in ep.items()))
-    brk = step_breakdown(copy.deepcopy(base), tok, train_tok, bs=bs, warmup=warmup, steps=profile_steps, seed=seed) if profile_steps else None
+    brk = step_breakdown(copy.deepcopy(base), tok, train_tok, bs=bs, warmup=warmup, steps=profile_steps, seed=seed, tasks=table) if profile_steps else None
     if brk: say('step time: ' + ', '.join(f'{k} {v:.0%}' for k, v in brk['share'].items()))
     a, f, h = (contenders[k] for k in ('aura', 'fixed_pad', 'hf_trainer'))
     es = {k: v['epoch_s'] for k, v in ep.items()}; lo, hi = min(rows), max(rows)
@@ -413,7 +443,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
                                 'hf_trainer': ev_res['hf_trainer_samples_per_s'],
                                 **({k: ev_res[f'{k}_samples_per_s'] for k in ('aura_bf16', 'fixed_pad_bf16', 'hf_trainer_bf16')} if bf16 else {})}},
         eval_speedup_vs_hf_trainer=ev_res['aura_samples_per_s'] / ev_res['hf_trainer_samples_per_s'],
-        eval_by_tier=by_tier,
+        eval_by_set=by_set,
         eval_speedup_same_bs=ev_res['aura_same_bs_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
         real_tokens_per_s={k: v['tokens_per_s'] for k, v in contenders.items()},
         mfu_by_contender={k: train_mfu(v['tokens_per_s'], n_ne, flops16 if k.endswith('_bf16') else flops) for k, v in contenders.items()},
@@ -433,23 +463,24 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
                            eval_speedup_vs_hf_trainer=ev_res['aura_bf16_samples_per_s'] / ev_res['hf_trainer_bf16_samples_per_s'],
                            eval_agreement_with_fp32=ev_res['agreement_with_aura_fp32']['aura_bf16'])
     res['targets'] = check_targets(res)
-    res['settings'] = dict(data_source=src, train_rows=len(train), eval_rows=len(ev_tok), backbone=backbone, bs=bs,
+    res['settings'] = dict(data_source=src, tasks=table.name, train_rows=len(train), eval_rows=len(ev_tok), backbone=backbone, bs=bs,
                            warmup_steps=warmup, steps_per_window=steps, repeats=repeats, timed_steps=steps * repeats,
                            max_length=128, precision='fp32 (targets); bf16 autocast in the *_bf16 rows', torch_threads=torch.get_num_threads(), rows=list(rows),
                            max_epoch_steps=max_epoch_steps, epoch_ratio_rows=[hi, lo],
                            train_pool_rows=len(pool),
-                           aura=dict(config=_cfg_dict(bs, **same), timed='Trainer._train_epoch steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
-                           fixed_pad='padding=max_length 128, DataLoader shuffle=True, torch.optim.AdamW(lr=5e-5), summed BCE+CE masked loss, loss.item() per step',
-                           hf_trainer=f"transformers.Trainer on aura's model + summed BCE+CE masked loss, DataCollatorWithPadding, train_sampling_strategy='group_by_length', optim={h.get('optim')}, use_cpu, no eval/save/logging",
+                           aura=dict(config=_cfg_dict(bs, table, **same), timed='Trainer._train_epoch steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
+                           fixed_pad='padding=max_length 128, DataLoader shuffle=True, torch.optim.AdamW(lr=5e-5), summed masked loss (BCE per binary/multilabel task, CE per multi-class task), loss.item() per step',
+                           hf_trainer=f"transformers.Trainer on aura's model + the same summed masked loss, DataCollatorWithPadding, train_sampling_strategy='group_by_length', optim={h.get('optim')}, use_cpu, no eval/save/logging",
                            eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a padded-token budget, max_tokens=auto: 1536 in fp32 on a CPU, 4096 in bf16; at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; hf_trainer: transformers.Trainer.predict at per_device_eval_batch_size={bs} (dataset order, DataCollatorWithPadding); inference_mode',
                            mfu='6 x non-embedding params x real tokens/s / measured 2048^2 matmul FLOP/s in the same dtype (fp32, or bf16 for *_bf16 rows; attention T^2 term not counted)',
                            load_average_start=load0, load_average=os.getloadavg(), wall_s=time.perf_counter() - t_all)
     res['env'] = env_info(device='cpu')
     return res
 
-def _cfg_dict(bs, **kw):
+def _cfg_dict(bs, table, **kw):
+    "aura's training settings in the benchmark, the task table by name."
     from dataclasses import asdict
-    return {k: v for k, v in asdict(TrainConfig(bs=bs, save_every=0, **kw)).items()}
+    return {**asdict(TrainConfig(bs=bs, save_every=0, tasks=table, **kw)), 'tasks': table.name}
 
 # %% ../nbs/11_bench.ipynb #89c5d3bf
 def format_table(res:dict)->str:
@@ -462,7 +493,7 @@ def format_table(res:dict)->str:
         L.append(f"{k:<26}{sp['train'][k]:>10.1f}{tk[k]:>10.0f}{res['train'][k]['pad_fraction']*100:>7.0f}{mf[k]:>7.2f}")
     L.append(f"{'evaluation':<26}{'samples/s':>10}")
     for k, v in sp['eval'].items(): L.append(f"{k:<26}{v:>10.1f}")
-    for k, v in (res.get('eval_by_tier') or {}).items():
+    for k, v in (res.get('eval_by_set') or {}).items():
         L.append(f"{'  ' + k:<26}{v['samples_per_s']['aura']:>10.1f}  vs fixed_pad {v['speedup_vs_fixed_pad']:.2f}x (padding ceiling {v['padding_ceiling']:.2f}x), "
                  f"vs Trainer.predict {v['speedup_vs_hf_trainer']:.2f}x; {v['rows']} rows of {v['mean_real_tokens_per_sample']:.0f} tokens")
     L.append('epoch seconds by rows: ' + ', '.join(f"{k}: {v['epoch_s']:.1f}" + ('*' if v['extrapolated'] else '') for k, v in res['epochs'].items())
@@ -478,7 +509,7 @@ def format_table(res:dict)->str:
         L.append(f"bf16 autocast (bf16 matmul {res['matmul_bf16_gflops']:.0f} GFLOP/s): train vs HF Trainer bf16 {b['train_speedup_vs_hf_trainer']:.2f}x ({b['train_speedup_vs_hf_trainer_per_token']:.2f}x per real token), "
                  f"vs aura fp32 {b['train_speedup_vs_aura_fp32']:.2f}x, MFU {b['train_mfu']:.2f}; eval vs fixed-pad bf16 {b['eval_speedup_vs_fixed_pad']:.2f}x, "
                  f"vs HF Trainer.predict bf16 {b['eval_speedup_vs_hf_trainer']:.2f}x, vs fixed-pad fp32 {b['eval_speedup_vs_fixed_pad_fp32']:.2f}x, vs aura fp32 {b['eval_speedup_vs_aura_fp32']:.2f}x "
-                 f"(max |logit diff| {ag['max_abs_dlogit']:.4f}, {ag['tox_flips']} toxicity flips, {ag['emo_changes']} emotion changes)")
+                 f"(max |logit diff| {ag['max_abs_dlogit']:.4f}; items whose decision changed: " + ', '.join(f'{t} {n}' for t, n in ag['changes'].items()) + ')')
     if res.get('step_time_share'):
         L.append('aura step time: ' + ', '.join(f'{k} {v:.0%}' for k, v in res['step_time_share'].items()))
     L.append(f"peak RSS {res['peak_rss_mb']:.0f} MiB; wall {s['wall_s']:.0f}s")
@@ -514,12 +545,13 @@ def parse_args(argv=None)->argparse.Namespace:
     p.add_argument('--steps', type=int, default=30, help='optimizer steps per timed window')
     p.add_argument('--warmup', type=int, default=3, help='untimed optimizer steps before the first window')
     p.add_argument('--bs', type=int, default=16, help='batch size for every contender')
-    p.add_argument('--eval-rows', type=int, default=512, help='tier rows for evaluation throughput')
+    p.add_argument('--eval-rows', type=int, default=512, help="rows of the main task's evaluation sets for evaluation throughput")
+    p.add_argument('--tasks', default='tox_emo', help='task table: a built-in name or a task file')
     p.add_argument('--max-epoch-steps', type=int, default=64, help='time at most this many steps of an epoch and extrapolate (0: full epochs)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default, one per core)')
     p.add_argument('--out', default='outputs/bench/latest.json', help='JSON results (plots go next to it)')
     p.add_argument('--no-bf16', action='store_true', help='skip the bf16-autocast measurements')
-    p.add_argument('--no-per-tier', action='store_true', help='skip the per-tier prediction timings')
+    p.add_argument('--no-per-set', action='store_true', help='skip the per-evaluation-set prediction timings')
     p.add_argument('--profile-steps', type=int, default=20, help='aura steps profiled for the step-time breakdown (0: skip)')
     p.add_argument('--quick', action='store_true', help='a fast smoke run: few steps, small sizes')
     return p.parse_args(argv)
@@ -529,7 +561,7 @@ def main(argv=None)->dict:
     a = parse_args(argv); datasets.disable_progress_bars()
     kw = dict(rows=tuple(a.rows), repeats=a.repeats, steps=a.steps, warmup=a.warmup, bs=a.bs, eval_rows=a.eval_rows,
               max_epoch_steps=a.max_epoch_steps or None, threads=a.threads or None, bf16=not a.no_bf16, profile_steps=a.profile_steps,
-              per_tier=not a.no_per_tier)
+              per_set=not a.no_per_set, tasks=a.tasks)
     if a.quick: kw.update(rows=(64, 256), repeats=2, steps=2, warmup=1, eval_rows=32, prep_rows=2000, max_epoch_steps=4, profile_steps=min(a.profile_steps, 3))
     res = run_bench(**kw); res['settings']['quick'] = a.quick
     out = Path(a.out); save_json(res, out); plots = plot_bench(res, out.parent)
@@ -542,11 +574,13 @@ if __name__ == '__main__': main()
 
 # %% ../nbs/11_bench.ipynb #14d32a88
 def profile_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=10,
-                  row_limit:int=15)->tuple[str, str]:
+                  row_limit:int=15,
+                  **cfg             # `aura_trainer` settings (tasks, ...)
+                 )->tuple[str, str]:
     "torch.profiler operator table and cProfile top functions over `steps` aura training steps (after `warmup`)."
     import cProfile, pstats, io
     from torch.profiler import profile, ProfilerActivity
-    tr = aura_trainer(model, tokenizer, train_tok, bs=bs); run_steps(tr, warmup)
+    tr = aura_trainer(model, tokenizer, train_tok, bs=bs, **cfg); run_steps(tr, warmup)
     with profile(activities=[ProfilerActivity.CPU]) as prof: run_steps(tr, steps)
     pr = cProfile.Profile(); pr.enable(); run_steps(tr, steps); pr.disable()
     s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats('tottime').print_stats(row_limit)

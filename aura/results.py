@@ -16,7 +16,7 @@ from .calibrate import calibrate_task
 # %% auto #0
 __all__ = ['SCHEMA', 'POLICIES', 'probs', 'decide', 'thresholds_of', 'score_set', 'prediction_frame', 'read_predictions',
            'headline', 'score_predictions', 'RunError', 'save_predictions', 'save_metrics', 'upgrade_metrics',
-           'read_metrics', 'flatten_metrics']
+           'read_metrics', 'flatten_metrics', 'load_run']
 
 # %% ../nbs/07a_results.ipynb #bbecac93
 SCHEMA = 2
@@ -30,23 +30,31 @@ def probs(task:Task,      # the task of the head
     z = np.asarray(logits, dtype=np.float64) / np.asarray(T, dtype=np.float64)
     return softmax(z, axis=1) if task.kind == 'multiclass' else expit(z)
 
-def decide(task:Task, p, threshold=None)->np.ndarray:
+# %% ../nbs/07a_results.ipynb #78d35a93
+def decide(task:Task,     # the task of the head
+           p,             # probabilities (`probs`)
+           threshold=None # binary / multilabel: one threshold or one per class (default: the task's fixed one)
+          )->np.ndarray:  # (N,) or (N, K) int predictions
     "Hard predictions from probabilities: `p >= threshold` (binary; per class for multilabel) or the argmax."
     if task.kind == 'multiclass': return np.asarray(p).argmax(1)
     th = task.threshold if threshold is None else threshold
     return (np.asarray(p) >= np.asarray(th)).astype(np.int64)
 
 # %% ../nbs/07a_results.ipynb #9c6640e5
-def thresholds_of(task:Task, cal:dict)->dict|None:
+def thresholds_of(task:Task, # the task
+                  cal:dict   # its calibration (`aura.calibrate.calibrate_task`)
+                 )->dict|None: # {'fixed': threshold(s), 'tuned': threshold(s)}; None for a multiclass task
     "{'fixed': ..., 'tuned': ...} thresholds of a binary or multilabel task from its calibration; None for multiclass."
     if task.kind == 'multiclass': return None
     return {p: cal['thresholds'][p]['threshold'] for p in POLICIES}
 
+# %% ../nbs/07a_results.ipynb #ffbcd4a1
 def score_set(task:Task,    # the set's task
               y,            # (N,) labels or (N, K) multi-hot
               logits,       # its head's logits on the set
               cal:dict,     # the task's calibration (`aura.calibrate.calibrate_task`)
-              n_boot:int=1000, seed:int=0
+              n_boot:int=1000, # bootstrap resamples of the macro-F1 CI
+              seed:int=0    # seed of the bootstrap
              )->dict:       # {'task', 'fixed': metrics, 'tuned': metrics (binary, multilabel)}
     "The metrics of one evaluation set under the fixed and (where there is one) the tuned decision rule."
     res = {'task': task.name}
@@ -57,7 +65,13 @@ def score_set(task:Task,    # the set's task
     return res
 
 # %% ../nbs/07a_results.ipynb #8638a47e
-def prediction_frame(task:Task, texts, y, logits, cal:dict, policy:str='fixed')->pd.DataFrame:
+def prediction_frame(task:Task,   # the set's task
+                     texts,       # the set's texts
+                     y,           # (N,) labels or (N, K) multi-hot
+                     logits,      # its head's logits on the set
+                     cal:dict,    # the task's calibration
+                     policy:str='fixed' # the headline decision rule ('fixed' or 'tuned')
+                    )->pd.DataFrame: # one row per item
     "The predictions file of one evaluation set: texts, labels, probabilities and the headline decisions."
     texts, y = list(texts), np.asarray(y)
     if task.kind == 'multiclass':
@@ -71,6 +85,26 @@ def prediction_frame(task:Task, texts, y, logits, cal:dict, policy:str='fixed')-
         cols.update({f'label_{c}': y[:, i], f'prob_{c}': raw[:, i], f'prob_cal_{c}': pc[:, i], f'pred_{c}': head[:, i]})
     return pd.DataFrame(cols)
 
+# %% ../nbs/07a_results.ipynb #c464e0e4
+def _label_pred_columns(df:pd.DataFrame)->tuple:
+    "(label columns, prediction columns) of a predictions frame: `label`/`pred`, or `label_<c>`/`pred_<c>` per class."
+    if 'label' in df and 'pred' in df: return (['label'], ['pred'])
+    lab = [c for c in df.columns if c.startswith('label_')]
+    if not lab: raise ValueError(f"a predictions file needs `label` and `pred` columns (or `label_<class>` / `pred_<class>`); columns: {list(df.columns)}")
+    cols = (lab, ['pred_' + c[len('label_'):] for c in lab])
+    miss = [c for c in cols[1] if c not in df]
+    if miss: raise ValueError(f"predictions file: column {miss[0]!r} missing (columns: {list(df.columns)})")
+    return cols
+
+# %% ../nbs/07a_results.ipynb #49e6d821
+def _int_columns(df:pd.DataFrame, cs:list)->np.ndarray:
+    "Columns `cs` of `df` as an int array ((N,) for one column), or a ValueError naming the first cell that is not a number."
+    v = df[cs].apply(pd.to_numeric, errors='coerce')
+    if v.isna().any().any():
+        r, c = np.argwhere(v.isna().to_numpy())[0]; raise ValueError(f"predictions file: column {cs[c]!r} row {r} is not a number ({df[cs[c]].iloc[r]!r})")
+    return v.to_numpy().astype(np.int64).squeeze(1) if len(cs) == 1 else v.to_numpy().astype(np.int64)
+
+# %% ../nbs/07a_results.ipynb #887c1fb5
 def read_predictions(df:pd.DataFrame|str|Path # a predictions file or its DataFrame
                     )->tuple:                 # (y, pred): (N,) or (N, K) int arrays
     "Labels and headline predictions of a predictions file, for any task kind."
@@ -78,36 +112,18 @@ def read_predictions(df:pd.DataFrame|str|Path # a predictions file or its DataFr
         p = Path(df)
         if not p.is_file(): raise FileNotFoundError(f"{p} not found")
         df = pd.read_csv(p, dtype={'text': str}, keep_default_na=False, na_values={c: [''] for c in ('label', 'pred')})
-    if 'label' in df and 'pred' in df: cols = (['label'], ['pred'])
-    else:
-        lab = [c for c in df.columns if c.startswith('label_')]
-        if not lab: raise ValueError(f"a predictions file needs `label` and `pred` columns (or `label_<class>` / `pred_<class>`); columns: {list(df.columns)}")
-        cols = (lab, ['pred_' + c[len('label_'):] for c in lab])
-        miss = [c for c in cols[1] if c not in df]
-        if miss: raise ValueError(f"predictions file: column {miss[0]!r} missing (columns: {list(df.columns)})")
-    out = []
-    for cs in cols:
-        v = df[cs].apply(pd.to_numeric, errors='coerce')
-        if v.isna().any().any():
-            r, c = np.argwhere(v.isna().to_numpy())[0]; raise ValueError(f"predictions file: column {cs[c]!r} row {r} is not a number ({df[cs[c]].iloc[r]!r})")
-        out.append(v.to_numpy().astype(np.int64).squeeze(1) if len(cs) == 1 else v.to_numpy().astype(np.int64))
-    return tuple(out)
+    return tuple(_int_columns(df, cs) for cs in _label_pred_columns(df))
 
 # %% ../nbs/07a_results.ipynb #d23f00a7
-def headline(rec:dict, policy:str)->dict:
+def headline(rec:dict,  # a set's record (`score_set`)
+             policy:str # the run's threshold policy
+            )->dict:    # the metrics under that rule
     "The metrics of a set's record (`score_set`) at `policy`, or at 'fixed' where the set has no such rule."
     return rec.get(policy) or rec['fixed']
 
-def score_predictions(table:TaskTable,    # the run's task table
-                      sets:dict,          # eval set -> (task name, texts, labels, logits)
-                      val:dict,           # task -> (labels, logits) of its validation rows (labelled rows only)
-                      threshold_policy:str='fixed', # which decision rule is the headline
-                      n_boot:int=1000, seed:int=0
-                     )->tuple:            # (metrics dict, {eval set: predictions DataFrame})
-    "Calibrate every task on validation, score every evaluation set under both decision rules; the metrics and predictions of a run."
-    if threshold_policy not in POLICIES: raise ValueError(f"threshold_policy={threshold_policy!r}: expected one of {POLICIES}")
-    for name, (t, *_ ) in sets.items():
-        if t not in val: raise ValueError(f"evaluation set {name!r} is of task {t!r}, which has no validation logits to calibrate on")
+# %% ../nbs/07a_results.ipynb #c370695b
+def _calibrate_tasks(table:TaskTable, sets:dict, val:dict)->tuple:
+    "(task -> calibration with its `test_set`, task -> thresholds) for every task with validation logits and an evaluation set."
     first = {}
     for name, (t, *_ ) in sets.items(): first.setdefault(t, name)
     cal, thr = {}, {}
@@ -116,6 +132,21 @@ def score_predictions(table:TaskTable,    # the run's task table
         _, _, yt, zt = sets[first[t]]
         cal[t] = {**calibrate_task(table[t], zv, yv, zt, yt), 'test_set': first[t]}
         thr[t] = thresholds_of(table[t], cal[t])
+    return cal, thr
+
+# %% ../nbs/07a_results.ipynb #9e66ff2b
+def score_predictions(table:TaskTable,    # the run's task table
+                      sets:dict,          # eval set -> (task name, texts, labels, logits)
+                      val:dict,           # task -> (labels, logits) of its validation rows (labelled rows only)
+                      threshold_policy:str='fixed', # which decision rule is the headline
+                      n_boot:int=1000,    # bootstrap resamples of each macro-F1 CI
+                      seed:int=0          # seed of the bootstraps
+                     )->tuple:            # (metrics dict, {eval set: predictions DataFrame})
+    "Calibrate every task on validation, score every evaluation set under both decision rules; the metrics and predictions of a run."
+    if threshold_policy not in POLICIES: raise ValueError(f"threshold_policy={threshold_policy!r}: expected one of {POLICIES}")
+    for name, (t, *_ ) in sets.items():
+        if t not in val: raise ValueError(f"evaluation set {name!r} is of task {t!r}, which has no validation logits to calibrate on")
+    cal, thr = _calibrate_tasks(table, sets, val)
     m = {'schema': SCHEMA, 'tasks': {t.name: {'kind': t.kind, 'classes': list(t.classes), 'main': t.name == table.main} for t in table.tasks if t.name in cal},
          'threshold_policy': threshold_policy, 'thresholds': thr, 'calibration': cal, 'sets': {}}
     frames = {}
@@ -130,14 +161,21 @@ def score_predictions(table:TaskTable,    # the run's task table
 class RunError(ValueError):
     "A folder that is not a finished, readable run; the message names the file and the problem."
 
-def save_predictions(run:str|Path, frames:dict)->list:
+# %% ../nbs/07a_results.ipynb #47816794
+def save_predictions(run:str|Path, # the run folder
+                     frames:dict   # eval set -> predictions DataFrame (`prediction_frame`)
+                    )->list:       # the paths written
     "Write `predictions/<set>.csv` for every frame (atomically); return the paths."
     return [atomic_write(Path(run)/'predictions'/f'{k}.csv', df.to_csv(index=False)) for k, df in frames.items()]
 
-def save_metrics(run:str|Path, metrics:dict)->Path:
+# %% ../nbs/07a_results.ipynb #0a5f4893
+def save_metrics(run:str|Path, # the run folder
+                 metrics:dict  # the run's metrics (`score_predictions`)
+                )->Path:       # path of metrics.json
     "Write `metrics.json` (atomically): the last file of a finished run."
     return save_json(metrics, Path(run)/'metrics.json')
 
+# %% ../nbs/07a_results.ipynb #fadb51ae
 def _read_json(path:Path)->dict:
     "Parse a JSON object from `path`, or raise RunError naming the file."
     if not path.is_file(): raise RunError(f"{path.name} missing" + (" (unfinished or crashed run)" if path.name == 'metrics.json' else ''))
@@ -146,21 +184,38 @@ def _read_json(path:Path)->dict:
     if not isinstance(obj, dict): raise RunError(f"{path} holds a JSON {type(obj).__name__}, expected an object")
     return obj
 
-def upgrade_metrics(m:dict)->dict:
-    "A metrics dict in schema 2; schema-1 dicts (`tiers`, `tiers_alt`/`tiers_tuned`, `emotion`) are translated."
-    if m.get('schema') == SCHEMA: return m
-    if m.get('schema', 1) != 1: raise RunError(f"metrics schema {m.get('schema')!r}: this aura reads 1 and {SCHEMA}")
-    m = dict(m); pol = m.pop('threshold_policy', 'fixed'); other = 'tuned' if pol == 'fixed' else 'fixed'
+# %% ../nbs/07a_results.ipynb #8e8e5911
+def _per_class_v1(d:dict)->dict:
+    "A schema-1 toxicity record with its flat per-class keys (`f1_0`, `precision_1`, ...) gathered under `per_class`."
+    d = dict(d); keys = [k for k in d if k.rsplit('_', 1)[0] in ('precision', 'recall', 'f1', 'support') and k[-1] in '01']
+    d['per_class'] = {c: {k: d.pop(f'{k}_{i}') for k in ('precision', 'recall', 'f1', 'support') if f'{k}_{i}' in d} for i, c in enumerate(('not_toxic', 'toxic'))} if keys else {}
+    return d
+
+# %% ../nbs/07a_results.ipynb #a165f832
+def _rules_v1(m:dict)->tuple:
+    "(headline rule, other rule, headline tiers, other tiers) of a schema-1 dict, popped from `m`."
+    pol = m.pop('threshold_policy', 'fixed'); other = 'tuned' if pol == 'fixed' else 'fixed'
     head, alt = m.pop('tiers', {}) or {}, m.pop('tiers_alt', None)
     if alt is None: alt, pol, other = m.pop('tiers_tuned', {}) or {}, 'fixed', 'tuned'
-    def pc(d):
-        d = dict(d); keys = [k for k in d if k.rsplit('_', 1)[0] in ('precision', 'recall', 'f1', 'support') and k[-1] in '01']
-        d['per_class'] = {c: {k: d.pop(f'{k}_{i}') for k in ('precision', 'recall', 'f1', 'support') if f'{k}_{i}' in d} for i, c in enumerate(('not_toxic', 'toxic'))} if keys else {}
-        return d
-    sets = {k: {'task': 'tox', pol: pc(v), **({other: pc(alt[k])} if k in alt else {})} for k, v in head.items()}
+    return pol, other, head, alt
+
+# %% ../nbs/07a_results.ipynb #3acde7c1
+def _sets_v1(m:dict, pol:str, other:str, head:dict, alt:dict)->dict:
+    "Schema-2 `sets` from schema-1 tiers (toxicity, both rules) and the `emotion` entry (popped from `m`)."
+    sets = {k: {'task': 'tox', pol: _per_class_v1(v), **({other: _per_class_v1(alt[k])} if k in alt else {})} for k, v in head.items()}
     if 'emotion' in m:
         e = dict(m.pop('emotion')); pcl = e.pop('per_class', {})
         sets['emotion'] = {'task': 'emo', 'fixed': {**e, 'per_class': {c: {'f1': f} for c, f in pcl.items()}}}
+    return sets
+
+# %% ../nbs/07a_results.ipynb #2c13e5be
+def upgrade_metrics(m:dict # a metrics dict of schema 1 or 2
+                   )->dict: # the same run in schema 2 (schema 1 gets `upgraded_from: 1`)
+    "A metrics dict in schema 2; schema-1 dicts (`tiers`, `tiers_alt`/`tiers_tuned`, `emotion`) are translated."
+    if m.get('schema') == SCHEMA: return m
+    if m.get('schema', 1) != 1: raise RunError(f"metrics schema {m.get('schema')!r}: this aura reads 1 and {SCHEMA}")
+    m = dict(m); pol, other, head, alt = _rules_v1(m)
+    sets = _sets_v1(m, pol, other, head, alt)
     cal = m.pop('calibration', None)
     th = {'tox': {pol: m.pop('threshold', None), other: m.pop('threshold_alt', None)}}
     return {'schema': SCHEMA, **m, 'threshold_policy': pol,
@@ -168,7 +223,9 @@ def upgrade_metrics(m:dict)->dict:
                       **({'emo': {'kind': 'multiclass', 'classes': list(sets['emotion']['fixed']['per_class']), 'main': False}} if 'emotion' in sets else {})},
             'thresholds': th, 'calibration': {'tox': cal} if cal else {}, 'sets': sets, 'upgraded_from': 1}
 
-def read_metrics(run:str|Path)->dict:
+# %% ../nbs/07a_results.ipynb #a4e2b1ff
+def read_metrics(run:str|Path # a run folder
+                )->dict:      # its metrics.json in schema 2
     "The `metrics.json` of a run folder in schema 2, or RunError naming the file."
     p = Path(run)/'metrics.json'; m = _read_json(p)
     try: m = upgrade_metrics(m)
@@ -186,18 +243,59 @@ def _flat(d:dict, prefix:str='')->dict:
         else: out[f'{prefix}{k}'] = _tup(v)
     return out
 
+# %% ../nbs/07a_results.ipynb #bec237b0
+def _flat_set(name:str, rec:dict, pol:str)->dict:
+    "One set's record flat: `<set>.<rule>.<metric>` per rule, the headline rule also as `<set>.<metric>`, a 2×2 confusion as tn/fp/fn/tp."
+    if not isinstance(rec, dict): raise RunError(f"'sets.{name}' must be a dict, got {type(rec).__name__}")
+    out = {}
+    for rule in POLICIES:
+        if rule not in rec: continue
+        r = dict(rec[rule]); cm = r.pop('confusion', None)
+        if cm is not None and np.shape(cm) == (2, 2): r.update(zip(('tn', 'fp', 'fn', 'tp'), np.ravel(cm).tolist()))
+        out.update(_flat(r, f'{name}.{rule}.'))
+        if rule == (pol if pol in rec else 'fixed'): out.update(_flat(r, f'{name}.'))
+    out[f'{name}.task'] = rec.get('task')
+    return out
+
+# %% ../nbs/07a_results.ipynb #d930eb59
 def flatten_metrics(m:dict # a metrics.json dict (either schema)
                    )->dict: # flat dict: 'L1_olid.macro_f1', 'L1_olid.tuned.macro_f1', 'calibration.tox.temperature', ...
     "One flat dict of a run's metrics: `<set>.<rule>.<metric>`, the headline rule also as `<set>.<metric>`, other levels dotted."
     m = upgrade_metrics(m); pol = m.get('threshold_policy', 'fixed'); out = {}
-    for name, rec in m['sets'].items():
-        if not isinstance(rec, dict): raise RunError(f"'sets.{name}' must be a dict, got {type(rec).__name__}")
-        for rule in POLICIES:
-            if rule not in rec: continue
-            r = dict(rec[rule]); cm = r.pop('confusion', None)
-            if cm is not None and np.shape(cm) == (2, 2): r.update(zip(('tn', 'fp', 'fn', 'tp'), np.ravel(cm).tolist()))
-            out.update(_flat(r, f'{name}.{rule}.'))
-            if rule == (pol if pol in rec else 'fixed'): out.update(_flat(r, f'{name}.'))
-        out[f'{name}.task'] = rec.get('task')
+    for name, rec in m['sets'].items(): out.update(_flat_set(name, rec, pol))
     rest = {k: v for k, v in m.items() if k not in ('sets', 'tasks', 'schema')}
     return out | _flat(rest)
+
+# %% ../nbs/07a_results.ipynb #00ad9b14
+def _read_csv(path:Path, need=(), predictions:bool=False)->pd.DataFrame:
+    "A CSV file of a run folder with columns `need`; RunError naming the file otherwise."
+    try: df = (pd.read_csv(path, dtype={'text': str}, keep_default_na=False, na_values={c: [''] for c in ('label', 'pred')})
+               if predictions else pd.read_csv(path))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: raise RunError(f"{path}: not a readable CSV file ({e})") from e
+    miss = [c for c in need if c not in df]
+    if miss: raise RunError(f"{path}: missing column(s) {miss}; columns are {list(df.columns)}")
+    return df
+
+# %% ../nbs/07a_results.ipynb #8769c656
+def _prediction_files(d:Path, sets)->dict:
+    "set -> DataFrame of every predictions/<set>.csv in run folder `d` (the `sets` first, in their order), each checked by `read_predictions`."
+    out, files = {}, {p.stem: p for p in (d/'predictions').glob('*.csv')}
+    for k in [*[s for s in sets if s in files], *sorted(set(files) - set(sets))]:
+        df = _read_csv(files[k], predictions=True)
+        try: read_predictions(df)
+        except ValueError as e: raise RunError(f"{files[k]}: {e}") from e
+        out[k] = df
+    return out
+
+# %% ../nbs/07a_results.ipynb #f7d12bea
+def load_run(run_dir:str|Path,      # a run folder (outputs/<run_id>/)
+             predictions:bool=True  # also read predictions/*.csv
+            )->dict:                # run_dir, config, env (None if absent), metrics (schema 2), history, epochs (None if absent), predictions
+    "Read a run folder: metrics.json (required), config.json, env.json, history.csv, epochs.csv and predictions/<set>.csv."
+    d = Path(run_dir)
+    if not d.is_dir(): raise RunError(f"run folder {d} not found")
+    m = read_metrics(d)
+    opt = lambda f, read: read(d/f) if (d/f).is_file() else None
+    return dict(run_dir=d, config=opt('config.json', _read_json), env=opt('env.json', _read_json), metrics=m,
+                history=opt('history.csv', lambda p: _read_csv(p, ('step',))), epochs=opt('epochs.csv', lambda p: _read_csv(p, ('epoch',))),
+                predictions=_prediction_files(d, m['sets']) if predictions else {})

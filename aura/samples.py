@@ -32,8 +32,11 @@ _CREDITS = {
          "Hate Speech Detection.* ACL 2022 (arXiv:2203.09509). License: `microsoft/TOXIGEN` code is MIT; the data is 'for research purposes only'."}
 
 # %% ../nbs/01a_samples.ipynb #6b596009
-def _all(idx, n:int)->bool: return np.array_equal(np.asarray(idx), np.arange(n))
+def _all(idx, n:int)->bool:
+    "Whether `idx` is every row 0..n-1 in order (the file is then copied whole)."
+    return np.array_equal(np.asarray(idx), np.arange(n))
 
+# %% ../nbs/01a_samples.ipynb #0ff1bed2
 def _write_records(src_path:Path,     # a delimited file
                    df:pd.DataFrame,   # its records as `read_table` returns them (with `_line` and `_end`)
                    idx:Sequence[int], # the records to keep, in file order
@@ -48,6 +51,7 @@ def _write_records(src_path:Path,     # a delimited file
         chunk = ''.join(lines[s - 1:e]); out.append(chunk if chunk.endswith('\n') else chunk + nl)
     dst_path.write_bytes(''.join(out).encode())
 
+# %% ../nbs/01a_samples.ipynb #b72debdf
 def _write_lines(src_path:Path, idx:Sequence[int], dst_path:Path):
     "Copy the physical lines `idx` (0-based) of a one-item-per-line file verbatim; all lines copy the file."
     lines = _lines(_decode(src_path, _Src(src_path)))
@@ -64,10 +68,12 @@ def _pick(labels:Sequence, # one label per loaded row
     labels = np.asarray(labels)
     return np.arange(len(labels)) if not n or len(labels) <= n else stratified_indices(labels, n, seed)
 
+# %% ../nbs/01a_samples.ipynb #bac6c4dd
 def _rule(n:int, total:int, by:str, what:str='rows')->str:
     "How a sample file's rows were chosen, for the README."
     return f'complete ({total:,} {what})' if not n or total <= n else f'{n:,} of {total:,} {what} stratified by {by}'
 
+# %% ../nbs/01a_samples.ipynb #6c8d1602
 def _entry(rel:str, labels=None, rule:str='copied', rows:int|None=None)->dict:
     "One line of the manifest: the file, its rows, its label counts and the rule that drew it."
     bal = '' if labels is None else ' · '.join(f'{k}: {v:,}' for k, v in sorted(pd.Series(np.asarray(labels).astype(str)).value_counts().items()))
@@ -96,6 +102,15 @@ def _sample_olid_official(src:Path, dst:Path, n_official:int, n_eval:int, seed:i
         i = np.flatnonzero(d.id.isin(ids)); _write_records(src/f, d, i, dst/f, h); out.append(_entry(f, l.label[l.id.isin(ids)], rule))
     return out
 
+# %% ../nbs/01a_samples.ipynb #6ad3ce8f
+def _copy_goemotions_maps(src:Path, dst:Path)->list[dict]:
+    "Copy GoEmotions' label list and its two mappings whole; their manifest lines."
+    out = []
+    for f in ('emotions.txt', 'ekman_mapping.json', 'sentiment_dict.json'):
+        shutil.copyfile(src/'goemotions'/f, dst/'goemotions'/f)
+        out.append(_entry(f'goemotions/{f}', rows=len(read_lines(src/'goemotions'/f)) if f.endswith('.txt') else None))
+    return out
+
 # %% ../nbs/01a_samples.ipynb #7e45ad22
 def _sample_goemotions(src:Path, dst:Path, n_train:int, n_eval:int, seed:int=0)->list[dict]:
     "GoEmotions train / dev / test: the rows `_limit` keeps of the loaded single-label Ekman subset; the label files copied."
@@ -107,36 +122,56 @@ def _sample_goemotions(src:Path, dst:Path, n_train:int, n_eval:int, seed:int=0)-
         single = np.flatnonzero(e >= 0); i = single[_pick(e[single], n, seed)]   # `load_goemotions(src)[split]` is `single`
         _write_records(src/rel, d, i, dst/rel, False)
         out.append(_entry(rel, [EMOTIONS[k] for k in e[i]], _rule(n, len(single), 'emo_label', f'single-label rows (of {len(d):,})')))
-    for f in ('emotions.txt', 'ekman_mapping.json', 'sentiment_dict.json'):
-        shutil.copyfile(src/'goemotions'/f, dst/'goemotions'/f)
-        out.append(_entry(f'goemotions/{f}', rows=len(read_lines(src/'goemotions'/f)) if f.endswith('.txt') else None))
+    return out + _copy_goemotions_maps(src, dst)
+
+# %% ../nbs/01a_samples.ipynb #3a21f77e
+def _sample_robtest(src:Path, dst:Path, n_eval:int, seed:int=0)->list[dict]:
+    "RobTest (tier L2), when present: the rows `_limit` keeps of `load_jigsaw(src, 'robtest_balanced')`."
+    f, J = 'robtest_balanced_test.csv', src/'jigsaw'
+    if not (J/f).is_file(): return []
+    d = read_table(J/f, ',', names=('comment_text', 'label'))
+    y = np.asarray(load_jigsaw(src, 'robtest_balanced')['tox_label']); i = _pick(y, n_eval, seed)   # loaded row k is record k
+    _write_records(J/f, d, i, dst/'jigsaw'/f, False)
+    return [_entry(f'jigsaw/{f}', y[i], _rule(n_eval, len(y), 'tox_label'))]
+
+# %% ../nbs/01a_samples.ipynb #dea657ef
+def _sample_jigsaw_train(src:Path, dst:Path, n_other:int, seed:int=0)->list[dict]:
+    "The Jigsaw train files present: `n_other` records of each, stratified by any-of-6."
+    out, J = [], src/'jigsaw'
+    for f in ('train_sample5000.csv', 'train.csv'):
+        if not (J/f).is_file(): continue
+        d = read_table(J/f, ','); y = d[list(JIGSAW_LABELS)].astype(int).max(1).to_numpy(); i = _pick(y, n_other, seed)
+        _write_records(J/f, d, i, dst/'jigsaw'/f, True); out.append(_entry(f'jigsaw/{f}', y[i], _rule(n_other, len(d), 'any-of-6')))
+    return out
+
+# %% ../nbs/01a_samples.ipynb #73eaae66
+def _test_ids(l:pd.DataFrame, n_other:int, seed:int=0)->tuple[np.ndarray, np.ndarray, str]:
+    "Rows of a test-labels file to keep (`n_other` scored, by any-of-6, then `n_other // 2` unscored), every row's any-of-6 (-1: unscored), the rule."
+    y = l[list(JIGSAW_LABELS)].astype(int); y = np.where((y == -1).any(axis=1), -1, y.max(axis=1))
+    scored, uns = np.flatnonzero(y != -1), np.flatnonzero(y == -1)
+    a, b = scored[_pick(y[scored], n_other, seed)], uns[_pick(np.zeros(len(uns)), n_other // 2, seed)]
+    return np.concatenate([a, b]), y, f'{len(a)} scored ids stratified by any-of-6 + {len(b)} unscored (-1) ids'
+
+# %% ../nbs/01a_samples.ipynb #35f1853c
+def _sample_jigsaw_test(src:Path, dst:Path, tf:str, lf:str, derived:str|None, n_other:int, seed:int=0)->list[dict]:
+    "An official-layout test pair (texts `tf`, labels `lf`), when present: the `_test_ids` rows, by id in both files and in `derived`."
+    J = src/'jigsaw'
+    if not (J/tf).is_file(): return []
+    t, l = read_table(J/tf, ','), read_table(J/lf, ',')
+    pick, y, rule = _test_ids(l, n_other, seed); ids, out = set(l.id.iloc[pick]), []
+    for f, d in ((tf, t), (lf, l)):
+        i = np.flatnonzero(d.id.isin(ids)); _write_records(J/f, d, i, dst/'jigsaw'/f, True); out.append(_entry(f'jigsaw/{f}', y[pick], rule))
+    if derived and (J/derived).is_file():
+        d = read_table(J/derived, ','); i = np.flatnonzero(d.id.isin(ids)); _write_records(J/derived, d, i, dst/'jigsaw'/derived, True)
+        out.append(_entry(f'jigsaw/{derived}', d.toxic_any.iloc[i], f'the scored ids of the {tf} sample'))
     return out
 
 # %% ../nbs/01a_samples.ipynb #1a58427f
 def _sample_jigsaw(src:Path, dst:Path, n_eval:int, n_other:int, seed:int=0)->list[dict]:
     "Jigsaw: RobTest (tier L2) by `_limit`; the other files present, `n_other` rows each (scored and unscored test ids)."
-    out, J = [], src/'jigsaw'
-    if (J/'robtest_balanced_test.csv').is_file():
-        f = 'robtest_balanced_test.csv'; d = read_table(J/f, ',', names=('comment_text', 'label'))
-        y = np.asarray(load_jigsaw(src, 'robtest_balanced')['tox_label']); i = _pick(y, n_eval, seed)   # loaded row k is record k
-        _write_records(J/f, d, i, dst/'jigsaw'/f, False); out.append(_entry(f'jigsaw/{f}', y[i], _rule(n_eval, len(y), 'tox_label')))
-    for f in ('train_sample5000.csv', 'train.csv'):
-        if not (J/f).is_file(): continue
-        d = read_table(J/f, ','); y = d[list(JIGSAW_LABELS)].astype(int).max(1).to_numpy(); i = _pick(y, n_other, seed)
-        _write_records(J/f, d, i, dst/'jigsaw'/f, True); out.append(_entry(f'jigsaw/{f}', y[i], _rule(n_other, len(d), 'any-of-6')))
-    for tf, lf, derived in (('test_head2514.csv', 'test_labels_head2514.csv', 'test_head_labelled.csv'), ('test.csv', 'test_labels.csv', None)):
-        if not (J/tf).is_file(): continue
-        t, l = read_table(J/tf, ','), read_table(J/lf, ',')
-        y = l[list(JIGSAW_LABELS)].astype(int); y = np.where((y == -1).any(axis=1), -1, y.max(axis=1))
-        scored, uns = np.flatnonzero(y != -1), np.flatnonzero(y == -1)
-        a, b = scored[_pick(y[scored], n_other, seed)], uns[_pick(np.zeros(len(uns)), n_other // 2, seed)]
-        pick = np.concatenate([a, b]); ids = set(l.id.iloc[pick]); rule = f'{len(a)} scored ids stratified by any-of-6 + {len(b)} unscored (-1) ids'
-        for f, d in ((tf, t), (lf, l)):
-            i = np.flatnonzero(d.id.isin(ids)); _write_records(J/f, d, i, dst/'jigsaw'/f, True); out.append(_entry(f'jigsaw/{f}', y[pick], rule))
-        if derived and (J/derived).is_file():
-            d = read_table(J/derived, ','); i = np.flatnonzero(d.id.isin(ids)); _write_records(J/derived, d, i, dst/'jigsaw'/derived, True)
-            out.append(_entry(f'jigsaw/{derived}', d.toxic_any.iloc[i], f'the scored ids of the {tf} sample'))
-    return out
+    return [*_sample_robtest(src, dst, n_eval, seed), *_sample_jigsaw_train(src, dst, n_other, seed),
+            *_sample_jigsaw_test(src, dst, 'test_head2514.csv', 'test_labels_head2514.csv', 'test_head_labelled.csv', n_other, seed),
+            *_sample_jigsaw_test(src, dst, 'test.csv', 'test_labels.csv', None, n_other, seed)]
 
 # %% ../nbs/01a_samples.ipynb #aecd68d5
 def _sample_toxigen(src:Path, dst:Path, n_eval:int, seed:int=0)->list[dict]:
@@ -159,8 +194,64 @@ _REQUIRED = (*(f'tweeteval-offensive/{s}_{k}.txt' for s in ('train', 'val', 'tes
              'goemotions/sentiment_dict.json', 'toxigen/annotated_test.parquet', 'toxigen/annotated_test.csv')   # Jigsaw: whichever files are present
 
 def _check_sizes(**sizes):
+    "Refuse a row count that is not an int >= 0, naming it."
     for k, v in sizes.items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0: raise ValueError(f"{k}={v!r}: expected a row count >= 0 (0: all rows)")
+
+# %% ../nbs/01a_samples.ipynb #fb8c9947
+def _check_dirs(src_dir, dst_dir)->tuple[Path, Path]:
+    "The source and destination folders: the source must exist, hold every `_REQUIRED` file and not be the destination."
+    src, dst = Path(src_dir), Path(dst_dir or SAMPLES_PATH)
+    if not src.is_dir(): raise DataError(f"src_dir={str(src_dir)!r}: not a directory")
+    if src.resolve() == dst.resolve(): raise ValueError(f"dst_dir={str(dst)!r} is src_dir: the samples would overwrite the source")
+    miss = [f for f in _REQUIRED if not (src/f).is_file()]
+    if miss: raise DataError(f"src_dir={str(src_dir)!r}: missing {miss}")
+    return src, dst
+
+# %% ../nbs/01a_samples.ipynb #e2517bd7
+def _check_l2(src:Path, dst:Path):
+    "Refuse samples on which `load_jigsaw()` picks another subset than on the source: tier L2 would change."
+    a, b = (load_report(load_jigsaw(p))['params']['subset'] for p in (src, dst))
+    if a != b: raise DataError(f"load_jigsaw() picks subset {b!r} on {dst} but {a!r} on {src}: tier L2 would change")
+
+# %% ../nbs/01a_samples.ipynb #8047b988
+_README_TITLE = "# aura/data_samples — the reference study's rows of the real data"
+_README_ABOUT = (   # the paragraphs after the "Generated by" one
+    "**These samples are the rows the reference study trained and was judged on** (`outputs/reference/README.md`: runs on the "
+    "full data with `max_train_rows=2000`, `max_eval_rows=1000`): every split holds exactly the rows "
+    "`aura.sources.limit` keeps of it, in the same order with the same labels, except OLID validation, which is complete "
+    "(the study used 1,000 of its rows; `max_eval_rows=1000` picks the same 1,000 here). They are meant for real, small "
+    "results on the same items as the reference table, not only for smoke tests. `olid/` (OLID v1.0) and the Jigsaw files "
+    "other than RobTest are small subsets for the loaders that read them.",
+    "Sampling: `_limit` draws rows per class with `stratified_indices` (numpy `default_rng(seed)`, proportional allocation, "
+    "at least 5 rows per class) from the split as its loader returns it (GoEmotions: the rows with exactly one Ekman label). "
+    "The chosen records are copied **verbatim** (the same physical lines, quoting and line endings) in file order; a file "
+    "whose rows are all kept is copied whole (same sha256 as its source), and a partial parquet is `pyarrow` `take` of the rows. "
+    "Re-running `make_samples` on the same sources reproduces these files byte for byte, and the loaders read back exactly "
+    "the study's rows (both checked in `nbs/01a_samples.ipynb`).")
+
+# %% ../nbs/01a_samples.ipynb #7789aaad
+def _readme_row(r)->str:
+    "One file's line of the README table, from a row of the manifest."
+    return f"| `{r.file}` | {'' if pd.isna(r.rows) else f'{int(r.rows):,}'} | {r.balance} | {r.rule} | `{r.source_sha256}` | `{r.sample_sha256}` |"
+
+# %% ../nbs/01a_samples.ipynb #0560f66a
+def _readme(man:pd.DataFrame, params:dict, tot:int)->str:
+    "The samples' README: what they are, how they were drawn (`params`), their size `tot`, one line per file, citations and licenses."
+    call = ', '.join(f'{k}={v}' for k, v in params.items())
+    md = [_README_TITLE, "", f"Generated by `aura.samples.make_samples(src_dir, {call})` from a folder laid out like `shared/data` (see its README "
+          "for the provenance of every source file). Same sub-folders and file names as the full data, so every loader reads them "
+          "unchanged; they are the default (`data_dir=None`) and make the kit run offline.", *(x for p in _README_ABOUT for x in ("", p)),
+          "", f"Total size: {tot:,} bytes (without this README).", "",
+          "| file | rows | labels | rule | source sha256 | sample sha256 |", "|---|---|---|---|---|---|", *map(_readme_row, man.itertuples())]
+    md += ["", "## Citations and licenses (copied from the data README)", ""] + [f"* `{k}/`: {v}" for k, v in _CREDITS.items()]
+    return '\n'.join(md) + '\n'
+
+# %% ../nbs/01a_samples.ipynb #feae4f80
+def _write_samples_readme(dst:Path, man:pd.DataFrame, params:dict):
+    "Write `dst/README.md` for the files of `man`, with the size of every file in `dst` but the README."
+    tot = sum(p.stat().st_size for p in dst.rglob('*') if p.is_file() and p.name != 'README.md')
+    (dst/'README.md').write_text(_readme(man, params, tot))
 
 # %% ../nbs/01a_samples.ipynb #4e3a0dd5
 def make_samples(src_dir:str|Path,           # the full data, laid out like shared/data
@@ -174,47 +265,14 @@ def make_samples(src_dir:str|Path,           # the full data, laid out like shar
                 )->pd.DataFrame:             # one row per written file: rows, label counts, rule, sha256 of source and sample
     "Write the bundled samples (the rows the reference study reads) from the full data, with a provenance README."
     _check_sizes(n_train=n_train, n_val=n_val, n_eval=n_eval, n_official=n_official, n_other=n_other)
-    src, dst = Path(src_dir), Path(dst_dir or SAMPLES_PATH)
-    if not src.is_dir(): raise DataError(f"src_dir={str(src_dir)!r}: not a directory")
-    if src.resolve() == dst.resolve(): raise ValueError(f"dst_dir={str(dst)!r} is src_dir: the samples would overwrite the source")
-    miss = [f for f in _REQUIRED if not (src/f).is_file()]
-    if miss: raise DataError(f"src_dir={str(src_dir)!r}: missing {miss}")
+    src, dst = _check_dirs(src_dir, dst_dir)
     man = [*_sample_tweeteval(src, dst, n_train, n_val, n_eval, seed), *_sample_olid_official(src, dst, n_official, n_eval, seed),
            *_sample_goemotions(src, dst, n_train, n_eval, seed), *_sample_jigsaw(src, dst, n_eval, n_other, seed), *_sample_toxigen(src, dst, n_eval, seed)]
-    a, b = (load_report(load_jigsaw(p))['params']['subset'] for p in (src, dst))
-    if a != b: raise DataError(f"load_jigsaw() picks subset {b!r} on {dst} but {a!r} on {src}: tier L2 would change")
+    _check_l2(src, dst)
     man = pd.DataFrame(man).astype({'rows': 'Int64'})
     man['source_sha256'], man['sample_sha256'] = [sha256_file(src/f) for f in man.file], [sha256_file(dst/f) for f in man.file]
     _write_samples_readme(dst, man, dict(n_train=n_train, n_val=n_val, n_eval=n_eval, n_official=n_official, n_other=n_other, seed=seed))
     return man
-
-# %% ../nbs/01a_samples.ipynb #feae4f80
-def _write_samples_readme(dst:Path, man:pd.DataFrame, params:dict):
-    "The samples' README: what they are, how they were drawn, one line per file, citations and licenses."
-    tot = sum(p.stat().st_size for p in dst.rglob('*') if p.is_file() and p.name != 'README.md')
-    call = ', '.join(f'{k}={v}' for k, v in params.items())
-    md = ["# aura/data_samples — the reference study's rows of the real data",
-          "", f"Generated by `aura.samples.make_samples(src_dir, {call})` from a folder laid out like `shared/data` (see its README "
-          "for the provenance of every source file). Same sub-folders and file names as the full data, so every loader reads them "
-          "unchanged; they are the default (`data_dir=None`) and make the kit run offline.",
-          "", "**These samples are the rows the reference study trained and was judged on** (`outputs/reference/README.md`: runs on the "
-          "full data with `max_train_rows=2000`, `max_eval_rows=1000`): every split holds exactly the rows "
-          "`aura.sources.limit` keeps of it, in the same order with the same labels, except OLID validation, which is complete "
-          "(the study used 1,000 of its rows; `max_eval_rows=1000` picks the same 1,000 here). They are meant for real, small "
-          "results on the same items as the reference table, not only for smoke tests. `olid/` (OLID v1.0) and the Jigsaw files "
-          "other than RobTest are small subsets for the loaders that read them.",
-          "", "Sampling: `_limit` draws rows per class with `stratified_indices` (numpy `default_rng(seed)`, proportional allocation, "
-          "at least 5 rows per class) from the split as its loader returns it (GoEmotions: the rows with exactly one Ekman label). "
-          "The chosen records are copied **verbatim** (the same physical lines, quoting and line endings) in file order; a file "
-          "whose rows are all kept is copied whole (same sha256 as its source), and a partial parquet is `pyarrow` `take` of the rows. "
-          "Re-running `make_samples` on the same sources reproduces these files byte for byte, and the loaders read back exactly "
-          "the study's rows (both checked in `nbs/01a_samples.ipynb`).",
-          "", f"Total size: {tot:,} bytes (without this README).", "",
-          "| file | rows | labels | rule | source sha256 | sample sha256 |", "|---|---|---|---|---|---|"]
-    for r in man.itertuples():
-        md.append(f"| `{r.file}` | {'' if pd.isna(r.rows) else f'{int(r.rows):,}'} | {r.balance} | {r.rule} | `{r.source_sha256}` | `{r.sample_sha256}` |")
-    md += ["", "## Citations and licenses (copied from the data README)", ""] + [f"* `{k}/`: {v}" for k, v in _CREDITS.items()]
-    (dst/'README.md').write_text('\n'.join(md) + '\n')
 
 # %% ../nbs/01a_samples.ipynb #d8d9090e
 def _frames(data)->tuple[pd.DataFrame, list]:
@@ -229,13 +287,65 @@ def _frames(data)->tuple[pd.DataFrame, list]:
                                **{f'dropped: {k}': v for k, v in r.get('dropped', {}).items()}})
     return pd.concat(dfs, ignore_index=True), reps
 
-def _dropped(reps):
+# %% ../nbs/01a_samples.ipynb #90544a7c
+def _dropped(reps:list[dict])->pd.DataFrame:
+    "The reports as a table: rows read, rows kept, and rows dropped per reason (0 where a reason does not apply)."
     d = pd.DataFrame(reps, columns=['dataset', 'split', 'rows_read', 'rows']) if not reps else pd.DataFrame(reps)
     c = [k for k in d if k not in ('dataset', 'split')]; d[c] = d[c].fillna(0).astype('int64'); return d
 
+# %% ../nbs/01a_samples.ipynb #70512f22
 def _token_lengths(texts:list[str], tokenizer=None)->np.ndarray:
+    "Tokens per text: the tokenizer's, special tokens included, without truncation; None counts whitespace tokens."
     if tokenizer is None: return np.array([len(t.split()) for t in texts])
     return np.array([len(x) for x in tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)['input_ids']])
+
+# %% ../nbs/01a_samples.ipynb #b444543f
+_BY = ['dataset', 'split']
+
+def _sizes(df:pd.DataFrame)->pd.DataFrame:
+    "Rows per dataset and split, and how many of them carry each task's label."
+    return df.groupby(_BY, sort=False).agg(rows=('text', 'size'), tox_labelled=('tox_label', lambda s: int((s >= 0).sum())),
+                                           emo_labelled=('emo_label', lambda s: int((s >= 0).sum()))).reset_index()
+
+# %% ../nbs/01a_samples.ipynb #9eb23d1b
+def _balance(df:pd.DataFrame)->pd.DataFrame:
+    "Each label's count and fraction of the labelled rows, per dataset, split and task."
+    bal = []
+    for task, col, names in (('tox', 'tox_label', ('0', '1')), ('emo', 'emo_label', EMOTIONS)):
+        c = df[df[col] >= 0].groupby(_BY + [col], sort=False).size().rename('n').reset_index()
+        c['frac'] = c.n / c.groupby(_BY).n.transform('sum'); c['label'] = [names[i] for i in c[col]]
+        bal.append(c.assign(task=task)[_BY + ['task', 'label', 'n', 'frac']])
+    return pd.concat(bal, ignore_index=True)
+
+# %% ../nbs/01a_samples.ipynb #4a1750d7
+def _lengths(df:pd.DataFrame, tokenizer=None, max_rows:int|None=5000, max_length:int=128, seed:int=0)->pd.DataFrame:
+    "Token length statistics per dataset and split, on at most `max_rows` random rows of each."
+    rng, lens = np.random.default_rng(seed), []
+    for (d, s), part in df.groupby(_BY, sort=False):
+        t = part.text.tolist()
+        if max_rows is not None and len(t) > max_rows: t = [t[i] for i in rng.choice(len(t), max_rows, replace=False)]
+        L = _token_lengths(t, tokenizer)
+        lens.append({'dataset': d, 'split': s, 'measured': len(L), 'mean': L.mean(), 'p50': np.median(L), 'p95': np.percentile(L, 95),
+                     'max': int(L.max()), f'over_{max_length}': (L > max_length).mean()})
+    return pd.DataFrame(lens)
+
+# %% ../nbs/01a_samples.ipynb #1eae5f47
+def _duplicates(df:pd.DataFrame)->pd.DataFrame:
+    "Per dataset and split: texts (by `key`) that occur more than once, their extra copies, and how many carry conflicting labels."
+    dup = []
+    for (d, s), part in df.groupby(_BY, sort=False):
+        k = part.groupby('key').agg(n=('key', 'size'), tox=('tox_label', 'nunique'), emo=('emo_label', 'nunique'))
+        k = k[k.n > 1]
+        dup.append({'dataset': d, 'split': s, 'rows': len(part), 'dup_texts': len(k), 'extra_copies': int((k.n - 1).sum()),
+                    'conflicting_labels': int(((k.tox > 1) | (k.emo > 1)).sum())})
+    return pd.DataFrame(dup)
+
+# %% ../nbs/01a_samples.ipynb #8017d510
+def _overlap(df:pd.DataFrame)->pd.DataFrame:
+    "The number of texts (by `key`) each pair of splits shares."
+    keys = {f'{d}/{s}': set(p.key) for (d, s), p in df.groupby(_BY, sort=False)}; names = list(keys)
+    return pd.DataFrame([{'a': a, 'b': b, 'shared_texts': len(keys[a] & keys[b])} for i, a in enumerate(names) for b in names[i + 1:]],
+                        columns=['a', 'b', 'shared_texts'])
 
 # %% ../nbs/01a_samples.ipynb #5edf9eb2
 def audit(data,                  # a Dataset, DatasetDict, or dict name -> Dataset/DatasetDict
@@ -243,43 +353,22 @@ def audit(data,                  # a Dataset, DatasetDict, or dict name -> Datas
           max_rows:int|None=5000, # token lengths of at most this many random rows per split (None: all)
           max_length:int=128,    # report the share of texts longer than this many tokens
           normalize:bool=False,  # also match duplicates after lower-casing and collapsing white space
-          seed:int=0,
+          seed:int=0,            # the seed of the rows whose lengths are measured
           verbose:bool=True      # print the report
          )->dict[str, pd.DataFrame]: # sizes, balance, lengths, duplicates, overlap, dropped
     "Sizes, label balance, token lengths and a duplicate/leakage report; prints a readable summary."
-    df, reps = _frames(data); g = ['dataset', 'split']
+    df, reps = _frames(data)
     df['key'] = df.text.str.lower().str.split().str.join(' ') if normalize else df.text
-    sizes = df.groupby(g, sort=False).agg(rows=('text', 'size'), tox_labelled=('tox_label', lambda s: int((s >= 0).sum())),
-                                          emo_labelled=('emo_label', lambda s: int((s >= 0).sum()))).reset_index()
-    bal = []
-    for task, col, names in (('tox', 'tox_label', ('0', '1')), ('emo', 'emo_label', EMOTIONS)):
-        c = df[df[col] >= 0].groupby(g + [col], sort=False).size().rename('n').reset_index()
-        c['frac'] = c.n / c.groupby(g).n.transform('sum'); c['label'] = [names[i] for i in c[col]]
-        bal.append(c.assign(task=task)[g + ['task', 'label', 'n', 'frac']])
-    bal = pd.concat(bal, ignore_index=True)
-    rng, lens = np.random.default_rng(seed), []
-    for (d, s), part in df.groupby(g, sort=False):
-        t = part.text.tolist()
-        if max_rows is not None and len(t) > max_rows: t = [t[i] for i in rng.choice(len(t), max_rows, replace=False)]
-        L = _token_lengths(t, tokenizer)
-        lens.append({'dataset': d, 'split': s, 'measured': len(L), 'mean': L.mean(), 'p50': np.median(L), 'p95': np.percentile(L, 95),
-                     'max': int(L.max()), f'over_{max_length}': (L > max_length).mean()})
-    lens = pd.DataFrame(lens)
-    dup = []
-    for (d, s), part in df.groupby(g, sort=False):
-        k = part.groupby('key').agg(n=('key', 'size'), tox=('tox_label', 'nunique'), emo=('emo_label', 'nunique'))
-        k = k[k.n > 1]
-        dup.append({'dataset': d, 'split': s, 'rows': len(part), 'dup_texts': len(k), 'extra_copies': int((k.n - 1).sum()),
-                    'conflicting_labels': int(((k.tox > 1) | (k.emo > 1)).sum())})
-    dup = pd.DataFrame(dup)
-    keys = {f'{d}/{s}': set(p.key) for (d, s), p in df.groupby(g, sort=False)}; names = list(keys)
-    ov = pd.DataFrame([{'a': a, 'b': b, 'shared_texts': len(keys[a] & keys[b])} for i, a in enumerate(names) for b in names[i + 1:]],
-                      columns=['a', 'b', 'shared_texts'])
-    rep = {'sizes': sizes, 'balance': bal, 'lengths': lens, 'duplicates': dup, 'overlap': ov, 'dropped': _dropped(reps)}
+    rep = {'sizes': _sizes(df), 'balance': _balance(df), 'lengths': _lengths(df, tokenizer, max_rows, max_length, seed),
+           'duplicates': _duplicates(df), 'overlap': _overlap(df), 'dropped': _dropped(reps)}
     if verbose: print(audit_text(rep, tokenizer, max_length))
     return rep
 
-def audit_text(rep:dict, tokenizer=None, max_length:int=128)->str:
+# %% ../nbs/01a_samples.ipynb #f177c60e
+def audit_text(rep:dict,           # what `audit` returns
+               tokenizer=None,     # the tokenizer the lengths were measured with (None: whitespace)
+               max_length:int=128  # the `max_length` the audit used
+              )->str:              # the report as text, one section per part
     "The printable summary of an `audit` report."
     fmt = lambda d: d.to_string(index=False, float_format=lambda x: f'{x:.3g}') if len(d) else '(none)'
     bal = rep['balance'].pivot_table(index=['dataset', 'split', 'task'], columns='label', values='frac', sort=False)

@@ -22,20 +22,60 @@ __all__ = ['ABSENT', 'task_features', 'absent', 'labelled', 'read_rows', 'encode
 # %% ../nbs/01c_sources.ipynb #6961e484
 ABSENT = -1  # the label of a row that has none for a task (every entry of the list for a multilabel task)
 
-def task_features(table:TaskTable)->Features:
+def task_features(table:TaskTable # the task table
+                 )->Features:     # text, `<task>_label` per task, source, split
     "The `datasets.Features` of a table's rows: text, `<task>_label` per task (multilabel: a list of K ints), source, split."
     lab = {t.label: List(Value('int64'), length=t.n_classes) if t.kind == 'multilabel' else Value('int64') for t in table.tasks}
     return Features({'text': Value('string'), **lab, 'source': Value('string'), 'split': Value('string')})
 
-def absent(task:Task, n:int):
+# %% ../nbs/01c_sources.ipynb #053f8880
+def absent(task:Task, # the task
+           n:int      # number of rows
+          )->np.ndarray: # (n,) or, multilabel, (n, K) int64 array of ABSENT
     "Labels of `n` rows that have none for `task`."
     return np.full((n, task.n_classes) if task.kind == 'multilabel' else n, ABSENT, dtype=np.int64)
 
-def labelled(ds, task:Task)->np.ndarray:
+# %% ../nbs/01c_sources.ipynb #ca146567
+def labelled(ds,          # rows in a table's schema
+             task:Task    # the task
+            )->np.ndarray: # (n,) bool
     "Boolean mask of the rows of `ds` that carry a label for `task`."
     y = column(ds, task.label)
     y = np.stack(y) if y.dtype == object else y
     return (y[:, 0] if y.ndim == 2 else y) != ABSENT
+
+# %% ../nbs/01c_sources.ipynb #ec32dcc8
+def _check_fields(df:pd.DataFrame, recs:list, lines:list, required, src:_Src):
+    "Every record in `recs` (read from `lines`) has each of the `required` fields."
+    for c in required:
+        if c not in df: raise _err(src, lines[0] if lines else 1, c, f"missing field {c!r} (fields: {list(df.columns)})")
+        miss = np.flatnonzero([c not in r for r in recs])
+        if len(miss): raise _err(src, lines[miss[0]], c, f"missing field {c!r}")
+
+def _read_jsonl(path:Path, required, src:_Src)->pd.DataFrame:
+    "The records of a JSON Lines file, `required` fields checked, with the `_line` of each."
+    recs, lines = [], []
+    for i, l in enumerate(_lines(_decode(path, src)), 1):
+        if not l.strip(): continue
+        try: r = json.loads(l)
+        except json.JSONDecodeError as e: raise _err(src, i, None, f"not a JSON object ({e.msg})") from None
+        if not isinstance(r, dict): raise _err(src, i, None, f"expected a JSON object per line, got {type(r).__name__}")
+        recs.append(r); lines.append(i)
+    df = pd.DataFrame.from_records(recs) if recs else pd.DataFrame()
+    _check_fields(df, recs, lines, required, src)
+    df['_line'] = lines
+    return df
+
+# %% ../nbs/01c_sources.ipynb #77c376f5
+def _read_parquet(path:Path, required, src:_Src)->pd.DataFrame:
+    "The rows of a Parquet file, `required` columns checked, with the 1-based row number as `_line`."
+    src.unit = 'row'
+    try: df = pd.read_parquet(path)
+    except Exception as e: raise DataError(f"{src.name}: unreadable parquet ({e})") from None
+    miss = [c for c in required if c not in df]
+    if miss: raise _err(src, None, miss[0], f"missing column {miss[0]!r} (columns: {list(df.columns)})")
+    df['_line'] = np.arange(1, len(df) + 1)
+    return df
 
 # %% ../nbs/01c_sources.ipynb #31f47611
 def read_rows(path:Path,            # the file
@@ -47,34 +87,14 @@ def read_rows(path:Path,            # the file
     path = Path(path); src = src or _Src(path)
     if not path.is_file(): raise DataError(f"{src.name}: file not found")
     if fmt in ('csv', 'tsv'): return read_table(path, ',' if fmt == 'csv' else '\t', required=required, src=src)
-    if fmt == 'jsonl':
-        recs, lines = [], []
-        for i, l in enumerate(_lines(_decode(path, src)), 1):
-            if not l.strip(): continue
-            try: r = json.loads(l)
-            except json.JSONDecodeError as e: raise _err(src, i, None, f"not a JSON object ({e.msg})") from None
-            if not isinstance(r, dict): raise _err(src, i, None, f"expected a JSON object per line, got {type(r).__name__}")
-            recs.append(r); lines.append(i)
-        df = pd.DataFrame.from_records(recs) if recs else pd.DataFrame()
-        for c in required:
-            if c not in df: raise _err(src, lines[0] if lines else 1, c, f"missing field {c!r} (fields: {list(df.columns)})")
-            miss = np.flatnonzero([c not in r for r in recs])
-            if len(miss): raise _err(src, lines[miss[0]], c, f"missing field {c!r}")
-        df['_line'] = lines
-        return df
-    if fmt == 'parquet':
-        src.unit = 'row'
-        try: df = pd.read_parquet(path)
-        except Exception as e: raise DataError(f"{src.name}: unreadable parquet ({e})") from None
-        miss = [c for c in required if c not in df]
-        if miss: raise _err(src, None, miss[0], f"missing column {miss[0]!r} (columns: {list(df.columns)})")
-        df['_line'] = np.arange(1, len(df) + 1)
-        return df
+    if fmt == 'jsonl': return _read_jsonl(path, required, src)
+    if fmt == 'parquet': return _read_parquet(path, required, src)
     raise ValueError(f"fmt={fmt!r}: expected csv, tsv, jsonl or parquet")
 
 # %% ../nbs/01c_sources.ipynb #66fab506
 def _empty(v)->bool: return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
+# %% ../nbs/01c_sources.ipynb #a3489309
 def _one(v, task:Task, spec:dict, i:int, df, src:_Src)->int:
     "Class index of one raw label value (ABSENT for an empty cell or a value mapped to null)."
     col, m = spec['column'], spec['map']
@@ -90,51 +110,64 @@ def _one(v, task:Task, spec:dict, i:int, df, src:_Src)->int:
     if s.lstrip('-').isdigit() and 0 <= int(s) < task.n_classes: return int(s)
     raise _err(src, df['_line'].iloc[i], col, f"label {v!r} is neither a class of task {task.name!r} {list(task.classes)} nor an index 0..{task.n_classes - 1}{hint(s, task.classes)}")
 
+# %% ../nbs/01c_sources.ipynb #33a7d309
+def _multi_hot(v, task:Task, spec:dict, i:int, df, src:_Src)->np.ndarray:
+    "(K,) multi-hot row of one multilabel cell (a list, or a string split on `sep`, default ','); all ABSENT when empty."
+    if not isinstance(v, (list, tuple, np.ndarray)):
+        if _empty(v): return absent(task, 1)[0]
+        v = [x for x in str(v).split(spec['sep'] or ',') if x.strip()]
+    idx = [_one(x, task, spec, i, df, src) for x in v]
+    row = np.zeros(task.n_classes, np.int64); row[[j for j in idx if j != ABSENT]] = 1
+    return row
+
+# %% ../nbs/01c_sources.ipynb #749751c2
 def encode_labels(df:pd.DataFrame, # rows read by `read_rows` (with `_line`)
                   task:Task,       # the task the column labels
                   spec:dict,       # {column, map, sep} (`aura.tasks.Source.labels[task]`)
                   src:_Src         # how errors name the file
                  )->np.ndarray:    # (n,) class indices, or (n, K) multi-hot for a multilabel task; ABSENT where unlabelled
     "The labels of one task from one column of a source, every bad value named by file, line and column."
-    vals, out = df[spec['column']].tolist(), []
+    vals = df[spec['column']].tolist()
     if task.kind != 'multilabel': return np.array([_one(v, task, spec, i, df, src) for i, v in enumerate(vals)], dtype=np.int64)
-    for i, v in enumerate(vals):
-        if not isinstance(v, (list, tuple, np.ndarray)):
-            if _empty(v): out.append(absent(task, 1)[0]); continue
-            v = [x for x in str(v).split(spec['sep'] or ',') if x.strip()]
-        idx = [_one(x, task, spec, i, df, src) for x in v]
-        row = np.zeros(task.n_classes, np.int64); row[[j for j in idx if j != ABSENT]] = 1; out.append(row)
+    out = [_multi_hot(v, task, spec, i, df, src) for i, v in enumerate(vals)]
     return np.stack(out) if out else np.zeros((0, task.n_classes), np.int64)
 
 # %% ../nbs/01c_sources.ipynb #c0f2f046
-def strata(y:np.ndarray)->np.ndarray:
+def strata(y:np.ndarray # (n,) labels, or (n, K) multi-hot rows
+          )->np.ndarray: # (n,) one stratum per row
     "One stratum per row: the label, or for multi-hot rows the first positive class (-1 for none)."
     y = np.asarray(y)
     if y.ndim == 1: return y
     return np.where(y.max(1) > 0, y.argmax(1), -1)
 
+# %% ../nbs/01c_sources.ipynb #b426d2c8
+def _cut(ix:np.ndarray, s:np.ndarray, frac:float, seed:int)->tuple:
+    "(kept, held out) row indices: a `frac` share of `ix` held out, stratified by `s[ix]` when every stratum has 2+ rows."
+    lab = s[ix]; _, cnt = np.unique(lab, return_counts=True)
+    strat = lab if cnt.min() >= 2 else None   # a class with a single row cannot be stratified
+    return train_test_split(ix, test_size=frac, random_state=seed, stratify=strat)
+
+# %% ../nbs/01c_sources.ipynb #8e99d622
 def holdout_splits(y,               # (n,) or (n, K) labels of the rows to split
                    validation:float=0., # fraction held out for validation
                    test:float=0.,   # fraction held out for test
-                   seed:int=0
+                   seed:int=0       # seeds `train_test_split`
                   )->np.ndarray:    # (n,) 'train' / 'validation' / 'test'
     "Assign each row to train, validation or test: stratified by `strata(y)` and seeded (scikit-learn's `train_test_split`)."
     s = strata(y); idx = np.arange(len(s)); out = np.full(len(s), 'train', dtype=object)
-    def cut(ix, frac):
-        lab = s[ix]; _, cnt = np.unique(lab, return_counts=True)
-        strat = lab if cnt.min() >= 2 else None   # a class with a single row cannot be stratified
-        return train_test_split(ix, test_size=frac, random_state=seed, stratify=strat)
-    if test: idx, te = cut(idx, test); out[te] = 'test'
-    if validation: _, va = cut(idx, validation / (1 - test)); out[va] = 'validation'
+    if test: idx, te = _cut(idx, s, test, seed); out[te] = 'test'
+    if validation: _, va = _cut(idx, s, validation / (1 - test), seed); out[va] = 'validation'
     return out
 
 # %% ../nbs/01c_sources.ipynb #5b0f7bec
-def data_root(data_dir)->Path|str:
+def data_root(data_dir # None, '' or 'samples' (the bundled samples), 'hub', or a folder
+             )->Path|str: # the folder, or 'hub'
     "The folder built-in loaders and `{data_dir}/...` paths read: the bundled samples (None or ''), a folder, or 'hub'."
     if data_dir in (None, '', 'samples'): return SAMPLES_PATH
     if str(data_dir) == 'hub': return 'hub'
     return Path(data_dir).expanduser()
 
+# %% ../nbs/01c_sources.ipynb #c69bab40
 def resolve_path(p:str,            # a source's path: absolute, relative (to the task file's folder), or `{data_dir}/...`
                  table:TaskTable,  # the table (its `root`: the task file's folder)
                  data_dir=None     # the run's data folder
@@ -155,6 +188,7 @@ def _dataset(cols:dict, table:TaskTable, report:dict)->Dataset:
     tab = pa.Table.from_pydict({k: (v.tolist() if isinstance(v, np.ndarray) and v.ndim == 2 else v) for k, v in cols.items()}, schema=feats.arrow_schema)
     return Dataset(tab, info=DatasetInfo(description=json.dumps(report), features=feats))
 
+# %% ../nbs/01c_sources.ipynb #a06ddae6
 def _from_loader(ds:Dataset, s:Source, table:TaskTable, split:str)->Dataset:
     "A built-in loader's split in the table's schema: its label columns renamed to the tasks', other tasks absent."
     arrow = ds.with_format('arrow')[:]; n = len(ds)
@@ -164,7 +198,9 @@ def _from_loader(ds:Dataset, s:Source, table:TaskTable, split:str)->Dataset:
     rep = {**load_report(ds), 'source': s.name, 'split': split}
     return _dataset({**cols, 'source': [s.name] * n, 'split': [split] * n}, table, rep)
 
+# %% ../nbs/01c_sources.ipynb #97ab1eda
 def _builtin(s:Source, table:TaskTable, data_dir)->DatasetDict:
+    "A built-in loader's splits in the table's schema (an evaluation-only source's rows are its 'test' split)."
     cols = set(s.labels.values()); d = None if data_root(data_dir) == SAMPLES_PATH else data_dir
     if s.loader == 'olid': out = load_olid(d, **s.options)
     elif s.loader == 'goemotions': out = load_goemotions(d, multilabel='emo_multihot' in cols, valence='valence_label' in cols, **s.options)
@@ -172,6 +208,16 @@ def _builtin(s:Source, table:TaskTable, data_dir)->DatasetDict:
     else: out = load_toxigen(d, **s.options)
     if isinstance(out, Dataset): out = DatasetDict({'test' if s.role == 'eval' else 'train': out})
     return DatasetDict({k: _from_loader(v, s, table, k) for k, v in out.items()})
+
+# %% ../nbs/01c_sources.ipynb #25dfb7fd
+def _labelled_rows(df:pd.DataFrame, s:Source, table:TaskTable, src:_Src)->tuple:
+    "(texts, task -> labels, dropped counts) of the rows of `df` labelled for at least one task of `s`."
+    y = {t: encode_labels(df, table[t], spec, src) for t, spec in s.labels.items()}
+    has = np.zeros(len(df), bool)
+    for v in y.values(): has |= (v[:, 0] if v.ndim == 2 else v) != ABSENT
+    text = np.asarray(check_text(df[has], s.text, src).tolist() if has.any() else [], dtype=object)
+    dropped = {'no label for any task': int((~has).sum())} if (~has).any() else {}
+    return text, {t: v[has] for t, v in y.items()}, dropped
 
 # %% ../nbs/01c_sources.ipynb #98376d0d
 def _file_split(df:pd.DataFrame,  # rows of one file (`read_rows`)
@@ -181,12 +227,7 @@ def _file_split(df:pd.DataFrame,  # rows of one file (`read_rows`)
                 files:list         # file names for the load report
                )->dict:            # split -> Dataset
     "One file's rows in the table's schema: labels encoded, unlabelled rows dropped (counted), held-out splits carved out."
-    y = {t: encode_labels(df, table[t], spec, src) for t, spec in s.labels.items()}
-    has = np.zeros(len(df), bool)
-    for v in y.values(): has |= (v[:, 0] if v.ndim == 2 else v) != ABSENT
-    text = np.asarray(check_text(df[has], s.text, src).tolist() if has.any() else [], dtype=object)
-    dropped = {'no label for any task': int((~has).sum())} if (~has).any() else {}
-    y = {t: v[has] for t, v in y.items()}
+    text, y, dropped = _labelled_rows(df, s, table, src)
     splits = np.full(len(text), split, dtype=object)
     if holdout and (holdout['validation'] or holdout['test']):
         splits = holdout_splits(y[next(iter(s.labels))], holdout['validation'], holdout['test'], holdout['seed'])
@@ -199,8 +240,10 @@ def _file_split(df:pd.DataFrame,  # rows of one file (`read_rows`)
         out[sp] = _dataset({**cols, 'source': [s.name] * n, 'split': [sp] * n}, table, rep)
     return out
 
+# %% ../nbs/01c_sources.ipynb #df522d14
 def _need(s:Source)->list: return [s.text, *(spec['column'] for spec in s.labels.values())]
 
+# %% ../nbs/01c_sources.ipynb #99498aff
 def load_source(s:Source,            # the source (a `TaskTable.sources` entry)
                 table:TaskTable,     # its table
                 data_dir=None        # None/'' (bundled samples), a folder, or 'hub'
@@ -218,8 +261,9 @@ def load_source(s:Source,            # the source (a `TaskTable.sources` entry)
         out.update(_file_split(read_rows(p, s.format, _need(s), src), s, table, src, sp, h, [name]))
     return DatasetDict({k: out[k] for k in SPLIT_NAMES if k in out})
 
+# %% ../nbs/01c_sources.ipynb #8240940f
 def _hub(s:Source, table:TaskTable)->DatasetDict:
-    "A Hub source (needs the network; not run in the tests here): each split read like a file, rows numbered."
+    "A Hub source: each split read with `datasets.load_dataset`, then like a file, rows numbered."
     from datasets import load_dataset
     h = s.hub; splits = h.get('splits') or {('test' if s.role == 'eval' else 'train'): h.get('split', 'train')}
     out = {}
@@ -236,13 +280,61 @@ def _hub(s:Source, table:TaskTable)->DatasetDict:
 def limit(ds:Dataset,       # rows in a table's schema
           n:int,            # at most this many rows (0: all)
           task:Task,        # stratify by this task's label
-          seed:int=0
+          seed:int=0        # seeds `aura.data.stratified_indices`
          )->Dataset:        # the rows, in their original order
     "At most `n` rows of `ds`, stratified by `task`'s label (`aura.data.stratified_indices`), in their original order."
     if not n or len(ds) <= n: return ds
     y = column(ds, task.label); y = np.stack(y) if y.dtype == object else y
     return ds.select(sorted(stratified_indices(strata(y), n, seed=seed)))
 
+# %% ../nbs/01c_sources.ipynb #4be0efca
+def _run_sets(table:TaskTable, tasks, eval_sets)->tuple:
+    "(trained tasks, evaluation sets) of a run: defaults (all tasks; their evaluation sets) filled in, unknown names refused."
+    tasks = tuple(tasks or table.names); sets = table.eval_sets()
+    for t in tasks: table[t]
+    if eval_sets is None: eval_sets = [k for k, (t, _) in sets.items() if t in tasks]
+    for e in eval_sets:
+        if e not in sets: raise TaskError(f"eval_sets: {e!r} is not an evaluation set of table {table.name!r}: {list(sets)}{hint(e, sets)}")
+    return tasks, eval_sets
+
+def _needed(table:TaskTable, val_tasks:set, eval_sets)->list:
+    "The sources a run reads: training sources of the tasks trained or validated, and those of its evaluation sets."
+    return [s for s in table.sources if (s.role == 'train' and set(s.labels) & val_tasks) or any(s.eval_set(t) in eval_sets for t in s.labels)]
+
+# %% ../nbs/01c_sources.ipynb #b13e2816
+def _train_validation(need:list, loaded:dict, table:TaskTable, tasks:tuple, val_tasks:set, max_train_rows:int, max_eval_rows:int)->tuple:
+    "(training sets, task -> validation sets, sizes) of the training sources in `need`, each limited (stratified by its first task)."
+    train, val, sizes = [], {}, {}
+    for s in need:
+        if s.role != 'train': continue
+        d, first = loaded[s.name], table[next(iter(s.labels))]
+        if set(s.labels) & set(tasks) and 'train' in d:
+            tr = limit(d['train'], max_train_rows, first); train.append(tr); sizes[f'{s.name}/train'] = len(tr)
+        if 'validation' in d:
+            v = limit(d['validation'], max_eval_rows, first); sizes[f'{s.name}/validation'] = len(v)
+            for t in s.labels:
+                if t in val_tasks: val.setdefault(t, []).append(v)
+    return train, val, sizes
+
+def _check_trained_rows(train:list, table:TaskTable, tasks:tuple, need:list):
+    "Every trained task has labelled rows among the training sets."
+    for t in tasks:
+        if not sum(int(labelled(x, table[t]).sum()) for x in train):
+            raise TaskError(f"task {t!r} has no training rows (sources: {[s.name for s in need if t in s.labels]})")
+
+# %% ../nbs/01c_sources.ipynb #78e5bf3e
+def _eval_rows(table:TaskTable, loaded:dict, eval_sets, max_eval_rows:int)->tuple:
+    "(eval set -> rows, eval set -> task): each set's source's test rows labelled for its task, limited."
+    sets, ev, ev_task = table.eval_sets(), {}, {}
+    for name in eval_sets:
+        t, sname = sets[name]; s = table.source(sname); d = loaded[sname]
+        if 'test' not in d: raise TaskError(f"source {sname!r} has no test rows for evaluation set {name!r}: give a test file or a holdout")
+        e = d['test']
+        if len(s.labels) > 1: e = e.select(np.flatnonzero(labelled(e, table[t])))
+        ev[name], ev_task[name] = limit(e, max_eval_rows, table[t]), t
+    return ev, ev_task
+
+# %% ../nbs/01c_sources.ipynb #44d057d5
 @dataclass
 class TableData:
     "The data of one run: training rows, per-task validation rows, evaluation sets, and the files read."
@@ -254,6 +346,13 @@ class TableData:
     sizes:dict                    # '<source>/<split>' and eval set -> rows used
     sources:dict=field(default_factory=dict) # source name -> DatasetDict as loaded (before limits)
 
+# %% ../nbs/01c_sources.ipynb #9403375e
+def _concat(parts:list)->Dataset: return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+def _files_read(loaded:dict)->list:
+    "Every data file the loaded sources read, as their load reports name them, sorted."
+    return sorted({f for d in loaded.values() for part in d.values() for f in load_report(part).get('files', [])})
+
 # %% ../nbs/01c_sources.ipynb #f1920877
 def load_table(table:TaskTable,         # the run's tasks and sources
                data_dir=None,           # None/'' (bundled samples), a folder, or 'hub'
@@ -263,37 +362,14 @@ def load_table(table:TaskTable,         # the run's tasks and sources
                max_eval_rows:int=0,     # rows per validation split and evaluation set (0: all)
                with_validation_of=None, # also read the validation rows of these tasks (e.g. all, for a validation set of every task)
                data_dirs:dict|None=None # source name -> data folder, for sources read from elsewhere (e.g. Kaggle's Jigsaw input)
-              )->TableData:
+              )->TableData:             # training, validation and evaluation rows, files read, sizes
     "Read the sources a run needs and arrange its training, validation and evaluation rows."
-    tasks = tuple(tasks or table.names); sets = table.eval_sets()
-    for t in tasks: table[t]
-    if eval_sets is None: eval_sets = [k for k, (t, _) in sets.items() if t in tasks]
-    for e in eval_sets:
-        if e not in sets: raise TaskError(f"eval_sets: {e!r} is not an evaluation set of table {table.name!r}: {list(sets)}{hint(e, sets)}")
+    tasks, eval_sets = _run_sets(table, tasks, eval_sets)
     val_tasks = set(tasks) | set(with_validation_of or ())
-    need = [s for s in table.sources if (s.role == 'train' and set(s.labels) & val_tasks) or any(s.eval_set(t) in eval_sets for t in s.labels)]
+    need = _needed(table, val_tasks, eval_sets)
     loaded = {s.name: load_source(s, table, (data_dirs or {}).get(s.name, data_dir)) for s in need}
-    first = lambda s: table[next(iter(s.labels))]   # a source's rows are stratified by its first task's label
-    train, val, sizes = [], {}, {}
-    for s in need:
-        if s.role != 'train': continue
-        d = loaded[s.name]
-        if set(s.labels) & set(tasks) and 'train' in d:
-            tr = limit(d['train'], max_train_rows, first(s)); train.append(tr); sizes[f'{s.name}/train'] = len(tr)
-        if 'validation' in d:
-            v = limit(d['validation'], max_eval_rows, first(s)); sizes[f'{s.name}/validation'] = len(v)
-            for t in s.labels:
-                if t in val_tasks: val.setdefault(t, []).append(v)
-    for t in tasks:
-        if not sum(int(labelled(x, table[t]).sum()) for x in train):
-            raise TaskError(f"task {t!r} has no training rows (sources: {[s.name for s in need if t in s.labels]})")
-    ev, ev_task = {}, {}
-    for name in eval_sets:
-        t, sname = sets[name]; s = table.source(sname); d = loaded[sname]
-        if 'test' not in d: raise TaskError(f"source {sname!r} has no test rows for evaluation set {name!r}: give a test file or a holdout")
-        e = d['test']
-        if len(s.labels) > 1: e = e.select(np.flatnonzero(labelled(e, table[t])))
-        ev[name], ev_task[name] = limit(e, max_eval_rows, table[t]), t; sizes[name] = len(ev[name])
-    val = {t: v[0] if len(v) == 1 else concatenate_datasets(v) for t, v in val.items()}
-    files = sorted({f for d in loaded.values() for part in d.values() for f in load_report(part).get('files', [])})
-    return TableData(train[0] if len(train) == 1 else concatenate_datasets(train), val, ev, ev_task, files, sizes, loaded)
+    train, val, sizes = _train_validation(need, loaded, table, tasks, val_tasks, max_train_rows, max_eval_rows)
+    _check_trained_rows(train, table, tasks, need)
+    ev, ev_task = _eval_rows(table, loaded, eval_sets, max_eval_rows)
+    sizes.update({name: len(e) for name, e in ev.items()})
+    return TableData(_concat(train), {t: _concat(v) for t, v in val.items()}, ev, ev_task, _files_read(loaded), sizes, loaded)

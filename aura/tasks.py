@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, asdict, fields, InitVar
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 import yaml
+from fastcore.basics import patch
 from .data import EMOTIONS, VALENCES
 from .params import closest
 
@@ -25,6 +26,7 @@ class TaskError(ValueError):
 def _fail(where:str, field:str|None, msg:str):
     raise TaskError(f"{where}{'.' + field if field else ''}: {msg}")
 
+# %% ../nbs/01b_tasks.ipynb #e5d17574
 def hint(name,            # the unknown name
          known            # the names it could have meant
         )->str:           # ' (did you mean ...?)' or ''
@@ -32,6 +34,7 @@ def hint(name,            # the unknown name
     m = closest(str(name), [str(k) for k in known])
     return f" (did you mean {m!r}?)" if m else ''
 
+# %% ../nbs/01b_tasks.ipynb #4f51b494
 def _check_keys(d:Mapping, allowed, where:str):
     "Refuse a mapping key that is not in `allowed`, naming it and the closest allowed key."
     if not isinstance(d, Mapping): _fail(where, None, f"expected a mapping (dict), got {type(d).__name__}")
@@ -44,17 +47,68 @@ _NAME = re.compile(r'[A-Za-z][A-Za-z0-9]*')
 
 def _num(v)->bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+# %% ../nbs/01b_tasks.ipynb #5a339c19
 def _per_class(v, k:int, where:str, field:str, lo:float=0., hi:float=math.inf, what:str='a number'):
     "A scalar, or a list of `k` numbers, each in [lo, hi]; returned as float or tuple of floats."
     if _num(v):
         if not lo <= v <= hi: _fail(where, field, f"{v!r} must be in [{lo}, {hi}]")
         return float(v)
     if isinstance(v, (list, tuple)):
-        if len(v) != k: _fail(where, field, f"has {len(v)} values for {k} classes: give one {what} or one per class")
+        if len(v) != k: _fail(where, field, f"has {len(v)} values for {k} classes: give one value for all classes or one per class")
         bad = [x for x in v if not (_num(x) and lo <= x <= hi)]
         if bad: _fail(where, field, f"{bad[0]!r} is not {what} in [{lo}, {hi}]")
         return tuple(float(x) for x in v)
     _fail(where, field, f"{v!r}: expected {what} or a list of {k} ({'one per class'})")
+
+# %% ../nbs/01b_tasks.ipynb #bd4af260
+def _check_name(name, where:str):
+    "A task name is letters and digits, starting with a letter: it becomes the column `<name>_label`."
+    if not (isinstance(name, str) and _NAME.fullmatch(name)):
+        _fail(where, 'name', f"{name!r}: use letters and digits, starting with a letter (it becomes `<name>_label`)")
+
+def _check_kind(kind, where:str):
+    "The kind is one of `KINDS`."
+    if kind not in KINDS: _fail(where, 'kind', f"{kind!r} is not one of {KINDS}{hint(kind, KINDS)}")
+
+# %% ../nbs/01b_tasks.ipynb #2cc7606d
+_N_CLASSES = {'binary': (2, 2), 'multiclass': (2, 10**6), 'multilabel': (1, 10**6)}   # kind -> (fewest, most) classes
+
+def _first_dup(names)->str|None:
+    "The first (in sorted order) name that appears more than once, or None."
+    names = list(names)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    return dup[0] if dup else None
+
+def _check_classes(classes, kind:str, where:str)->tuple:
+    "The class names as a tuple: non-empty strings, each once, as many as a `kind` task needs."
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) and c for c in classes):
+        _fail(where, 'classes', f"{classes!r}: expected a list of class names")
+    classes = tuple(classes)
+    if (dup := _first_dup(classes)) is not None: _fail(where, 'classes', f"{dup!r} appears twice")
+    k, (lo, hi) = len(classes), _N_CLASSES[kind]
+    if not lo <= k <= hi: _fail(where, 'classes', f"a {kind} task needs {lo}{'' if lo == hi else '+'} classes, got {k}")
+    return classes
+
+# %% ../nbs/01b_tasks.ipynb #03b8771b
+def _check_pseudo_class(pseudo, classes:tuple, where:str):
+    "The pseudo-label, when given, is one of the classes."
+    if pseudo is not None and pseudo not in classes:
+        _fail(where, 'pseudo', f"{pseudo!r} is not one of the classes {list(classes)}{hint(pseudo, classes)}")
+
+def _check_threshold(threshold, where:str):
+    "A fixed decision threshold lies in (0, 1)."
+    if not (_num(threshold) and 0 < threshold < 1): _fail(where, 'threshold', f"{threshold!r} must be in (0, 1)")
+
+# %% ../nbs/01b_tasks.ipynb #0c17937c
+def _check_alpha(alpha, kind:str, k:int, where:str):
+    "None, 'balanced', a binary task's positive-class weight in [0, 1], or `k` class weights >= 0 (as float / tuple)."
+    if isinstance(alpha, str):
+        if alpha != 'balanced': _fail(where, 'alpha', f"{alpha!r}: the only named alpha is 'balanced'")
+        return alpha
+    if alpha is None: return None
+    if kind == 'binary' and _num(alpha): return _per_class(alpha, k, where, 'alpha', 0., 1., 'a positive-class weight')
+    if _num(alpha): _fail(where, 'alpha', f"{alpha!r}: a single alpha is the positive-class weight of a binary task; give one weight per class")
+    return _per_class(alpha, k, where, 'alpha', what='a weight')
 
 # %% ../nbs/01b_tasks.ipynb #3018b4d1
 OVERSAMPLE_KEYS = ('power', 'cap')
@@ -86,44 +140,39 @@ class Task:
 
     def __post_init__(self, _where=None):
         w = _where or f"task {self.name!r}"
-        if not (isinstance(self.name, str) and _NAME.fullmatch(self.name)):
-            _fail(w, 'name', f"{self.name!r}: use letters and digits, starting with a letter (it becomes `<name>_label`)")
-        if self.kind not in KINDS: _fail(w, 'kind', f"{self.kind!r} is not one of {KINDS}{hint(self.kind, KINDS)}")
-        if not isinstance(self.classes, (list, tuple)) or not all(isinstance(c, str) and c for c in self.classes):
-            _fail(w, 'classes', f"{self.classes!r}: expected a list of class names")
-        self.classes = tuple(self.classes)
-        dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
-        if dup: _fail(w, 'classes', f"{dup[0]!r} appears twice")
-        k, need = len(self.classes), {'binary': (2, 2), 'multiclass': (2, 10**6), 'multilabel': (1, 10**6)}[self.kind]
-        if not need[0] <= k <= need[1]: _fail(w, 'classes', f"a {self.kind} task needs {need[0]}{'' if need[0] == need[1] else '+'} classes, got {k}")
-        if self.pseudo is not None and self.pseudo not in self.classes:
-            _fail(w, 'pseudo', f"{self.pseudo!r} is not one of the classes {list(self.classes)}{hint(self.pseudo, self.classes)}")
-        self.gamma = _per_class(self.gamma, k, w, 'gamma')
-        if isinstance(self.alpha, str):
-            if self.alpha != 'balanced': _fail(w, 'alpha', f"{self.alpha!r}: the only named alpha is 'balanced'")
-        elif self.alpha is not None:
-            if self.kind == 'binary' and _num(self.alpha): self.alpha = _per_class(self.alpha, k, w, 'alpha', 0., 1., 'a positive-class weight')
-            elif _num(self.alpha): _fail(w, 'alpha', f"{self.alpha!r}: a single alpha is the positive-class weight of a binary task; give one weight per class")
-            else: self.alpha = _per_class(self.alpha, k, w, 'alpha', what='a weight')
-        if not (_num(self.threshold) and 0 < self.threshold < 1): _fail(w, 'threshold', f"{self.threshold!r} must be in (0, 1)")
+        _check_name(self.name, w)
+        _check_kind(self.kind, w)
+        self.classes = _check_classes(self.classes, self.kind, w)
+        _check_pseudo_class(self.pseudo, self.classes, w)
+        self.gamma = _per_class(self.gamma, len(self.classes), w, 'gamma')
+        self.alpha = _check_alpha(self.alpha, self.kind, len(self.classes), w)
+        _check_threshold(self.threshold, w)
         self.oversample = _check_oversample(self.oversample, w)
 
-    @property
-    def n_classes(self)->int: return len(self.classes)
-    @property
-    def n_out(self)->int:
-        "Width of the task's head: 1 logit for binary, one per class otherwise."
-        return 1 if self.kind == 'binary' else len(self.classes)
-    @property
-    def label(self)->str: return f'{self.name}_label'
-    @property
-    def logits(self)->str: return f'{self.name}_logits'
-    def index(self, cls:str)->int:
-        "Label index of class `cls`."
-        if cls not in self.classes: raise KeyError(f"task {self.name!r} has no class {cls!r}{hint(cls, self.classes)}; classes: {list(self.classes)}")
-        return self.classes.index(cls)
-    @property
-    def pseudo_index(self)->int|None: return None if self.pseudo is None else self.classes.index(self.pseudo)
+# %% ../nbs/01b_tasks.ipynb #3942e0bc
+@patch(as_prop=True)
+def n_classes(self:Task)->int: return len(self.classes)
+
+@patch(as_prop=True)
+def n_out(self:Task)->int:
+    "Width of the task's head: 1 logit for binary, one per class otherwise."
+    return 1 if self.kind == 'binary' else len(self.classes)
+
+@patch(as_prop=True)
+def label(self:Task)->str: return f'{self.name}_label'
+
+@patch(as_prop=True)
+def logits(self:Task)->str: return f'{self.name}_logits'
+
+# %% ../nbs/01b_tasks.ipynb #d192752b
+@patch
+def index(self:Task, cls:str)->int:
+    "Label index of class `cls`."
+    if cls not in self.classes: raise KeyError(f"task {self.name!r} has no class {cls!r}{hint(cls, self.classes)}; classes: {list(self.classes)}")
+    return self.classes.index(cls)
+
+@patch(as_prop=True)
+def pseudo_index(self:Task)->int|None: return None if self.pseudo is None else self.classes.index(self.pseudo)
 
 # %% ../nbs/01b_tasks.ipynb #f28ed034
 ROLES = ('train', 'eval')
@@ -140,6 +189,44 @@ LABEL_KEYS = ('column', 'map', 'sep')
 HUB_KEYS = ('id', 'config', 'split', 'splits', 'revision')
 HOLDOUT_KEYS = ('validation', 'test', 'seed')
 
+# %% ../nbs/01b_tasks.ipynb #1fab033c
+def _check_source_name(name, where:str):
+    "A source name is letters, digits, '_' or '-', starting with a letter."
+    if not (isinstance(name, str) and re.fullmatch(r'[A-Za-z][\w-]*', name)): _fail(where, 'name', f"{name!r}: use letters, digits, '_' or '-'")
+
+def _check_origin(loader, path, files, hub, where:str):
+    "Exactly one of loader, path, files and hub is given, and a loader is one of `LOADERS`."
+    kinds = [k for k, v in zip(('loader', 'path', 'files', 'hub'), (loader, path, files, hub)) if v is not None]
+    if len(kinds) != 1: _fail(where, None, f"give exactly one of loader, path, files, hub (got {kinds or 'none'})")
+    if loader is not None and loader not in LOADERS: _fail(where, 'loader', f"{loader!r} is not one of {list(LOADERS)}{hint(loader, LOADERS)}")
+
+def _check_role(role, where:str):
+    "The role is one of `ROLES`."
+    if role not in ROLES: _fail(where, 'role', f"{role!r} is not one of {ROLES}")
+
+# %% ../nbs/01b_tasks.ipynb #c37ddf8d
+def _check_files(files, role:str, where:str):
+    "None, or split -> file for known splits, with a 'train' file for a training source."
+    if files is None: return
+    _check_keys(files, SPLIT_NAMES, f"{where}.files")
+    if 'train' not in files and role == 'train': _fail(where, 'files', "a training source needs a 'train' file")
+
+def _check_hub(hub, where:str):
+    "None, or {id, config, split | splits, revision} with an id and known splits."
+    if hub is None: return
+    _check_keys(hub, HUB_KEYS, f"{where}.hub")
+    if not hub.get('id'): _fail(where, 'hub.id', "name the Hub dataset, e.g. {id: cardiffnlp/tweet_eval, config: sentiment}")
+    if 'splits' in hub: _check_keys(hub['splits'], SPLIT_NAMES, f"{where}.hub.splits")
+
+# %% ../nbs/01b_tasks.ipynb #7da33120
+def _source_format(given, path, files, where:str)->str|None:
+    "The format of a source's file(s): `given`, else from the first file's extension; one of `FORMATS`' values."
+    if not (path or files): return given
+    fmt = given or next((FORMATS.get(Path(str(p)).suffix.lower()) for p in [path, *(files or {}).values()] if p), None)
+    if fmt not in set(FORMATS.values()):
+        _fail(where, 'format', f"{given or path or files!r}: cannot tell the format; use a .csv, .tsv, .jsonl or .parquet file or set format")
+    return fmt
+
 # %% ../nbs/01b_tasks.ipynb #c1fa2f3d
 def _check_label_spec(spec, where:str)->dict:
     "A label spec as {'column': str, 'map': dict|None, 'sep': str|None}."
@@ -150,7 +237,19 @@ def _check_label_spec(spec, where:str)->dict:
     if m is not None and not (isinstance(m, Mapping) and m): _fail(where, 'map', f"{m!r}: expected a mapping raw value -> class name (or null)")
     return {'column': spec['column'], 'map': None if m is None else {str(k): v for k, v in m.items()}, 'sep': spec.get('sep')}
 
+# %% ../nbs/01b_tasks.ipynb #43cba9a8
+def _check_labels(labels, loader, where:str)->dict:
+    "task -> a column of the built-in `loader`, or (no loader) task -> label spec; at least one task."
+    if not isinstance(labels, Mapping) or not labels: _fail(where, 'labels', "map at least one task to the column that labels it")
+    if not loader: return {t: _check_label_spec(s, f"{where}.labels.{t}") for t, s in labels.items()}
+    cols = LOADERS[loader]
+    for t, c in labels.items():
+        if c not in cols: _fail(where, f'labels.{t}', f"{c!r} is not a label column of loader {loader!r}: {list(cols)}{hint(c, cols)}")
+    return dict(labels)
+
+# %% ../nbs/01b_tasks.ipynb #96e604f7
 def _check_holdout(h, where:str)->dict|None:
+    "None, or {'validation': fraction, 'test': fraction, 'seed': int} with at least one fraction, leaving rows to train on."
     if h is None: return None
     _check_keys(h, HOLDOUT_KEYS, f"{where}.holdout")
     for k in ('validation', 'test'):
@@ -159,6 +258,17 @@ def _check_holdout(h, where:str)->dict|None:
     if sum(h.get(k, 0) for k in ('validation', 'test')) >= .9: _fail(where, 'holdout', "validation + test must leave rows to train on")
     if not isinstance(h.get('seed', 0), int): _fail(where, 'holdout.seed', f"{h['seed']!r} must be an integer")
     return {'validation': float(h.get('validation', 0)), 'test': float(h.get('test', 0)), 'seed': int(h.get('seed', 0))}
+
+# %% ../nbs/01b_tasks.ipynb #0e95abb5
+def _check_holdout_role(holdout, role:str, where:str):
+    "An evaluation-only source has no holdout."
+    if role == 'eval' and holdout: _fail(where, 'holdout', "an evaluation-only source (role: eval) is not split")
+
+def _check_options(options, loader, where:str)->dict:
+    "Keyword arguments of the built-in loader, as a dict (only a loader source takes any)."
+    if not isinstance(options, Mapping): _fail(where, 'options', f"{options!r}: expected a mapping of loader arguments")
+    if options and not loader: _fail(where, 'options', "options are arguments of a built-in loader; this source has none")
+    return dict(options)
 
 # %% ../nbs/01b_tasks.ipynb #00cc6d71
 @dataclass
@@ -180,41 +290,85 @@ class Source:
 
     def __post_init__(self, _where=None):
         w = _where or f"source {self.name!r}"
-        if not (isinstance(self.name, str) and re.fullmatch(r'[A-Za-z][\w-]*', self.name)): _fail(w, 'name', f"{self.name!r}: use letters, digits, '_' or '-'")
-        kinds = [k for k in ('loader', 'path', 'files', 'hub') if getattr(self, k) is not None]
-        if len(kinds) != 1: _fail(w, None, f"give exactly one of loader, path, files, hub (got {kinds or 'none'})")
-        if self.loader is not None and self.loader not in LOADERS: _fail(w, 'loader', f"{self.loader!r} is not one of {list(LOADERS)}{hint(self.loader, LOADERS)}")
-        if self.role not in ROLES: _fail(w, 'role', f"{self.role!r} is not one of {ROLES}")
-        if self.files is not None:
-            _check_keys(self.files, SPLIT_NAMES, f"{w}.files")
-            if 'train' not in self.files and self.role == 'train': _fail(w, 'files', "a training source needs a 'train' file")
-        if self.hub is not None:
-            _check_keys(self.hub, HUB_KEYS, f"{w}.hub")
-            if not self.hub.get('id'): _fail(w, 'hub.id', "name the Hub dataset, e.g. {id: cardiffnlp/tweet_eval, config: sentiment}")
-            if 'splits' in self.hub: _check_keys(self.hub['splits'], SPLIT_NAMES, f"{w}.hub.splits")
-        fmt = self.format or next((FORMATS.get(Path(str(p)).suffix.lower()) for p in [self.path, *(self.files or {}).values()] if p), None)
-        if (self.path or self.files) and fmt not in set(FORMATS.values()):
-            _fail(w, 'format', f"{self.format or self.path or self.files!r}: cannot tell the format; use a .csv, .tsv, .jsonl or .parquet file or set format")
-        self.format = fmt if (self.path or self.files) else self.format
-        if not isinstance(self.labels, Mapping) or not self.labels: _fail(w, 'labels', "map at least one task to the column that labels it")
-        if self.loader:
-            cols = LOADERS[self.loader]
-            for t, c in self.labels.items():
-                if c not in cols: _fail(w, f'labels.{t}', f"{c!r} is not a label column of loader {self.loader!r}: {list(cols)}{hint(c, cols)}")
-            self.labels = dict(self.labels)
-        else: self.labels = {t: _check_label_spec(s, f"{w}.labels.{t}") for t, s in self.labels.items()}
+        _check_source_name(self.name, w)
+        _check_origin(self.loader, self.path, self.files, self.hub, w)
+        _check_role(self.role, w)
+        _check_files(self.files, self.role, w)
+        _check_hub(self.hub, w)
+        self.format = _source_format(self.format, self.path, self.files, w)
+        self.labels = _check_labels(self.labels, self.loader, w)
         self.holdout = _check_holdout(self.holdout, w)
-        if self.role == 'eval' and self.holdout: _fail(w, 'holdout', "an evaluation-only source (role: eval) is not split")
-        if not isinstance(self.options, Mapping): _fail(w, 'options', f"{self.options!r}: expected a mapping of loader arguments")
-        self.options = dict(self.options)
-        if self.options and not self.loader: _fail(w, 'options', "options are arguments of a built-in loader; this source has none")
+        _check_holdout_role(self.holdout, self.role, w)
+        self.options = _check_options(self.options, self.loader, w)
 
-    @property
-    def kind(self)->str: return 'loader' if self.loader else 'path' if self.path else 'files' if self.files else 'hub'
-    def eval_set(self, task:str)->str:
-        "Name of the evaluation set this source's test rows form for `task`."
-        base = self.eval_name or self.name
-        return base if len(self.labels) == 1 else f'{base}_{task}'
+# %% ../nbs/01b_tasks.ipynb #b4329990
+@patch(as_prop=True)
+def kind(self:Source)->str: return 'loader' if self.loader else 'path' if self.path else 'files' if self.files else 'hub'
+
+@patch
+def eval_set(self:Source, task:str)->str:
+    "Name of the evaluation set this source's test rows form for `task`."
+    base = self.eval_name or self.name
+    return base if len(self.labels) == 1 else f'{base}_{task}'
+
+@patch(as_prop=True)
+def has_test(self:Source)->bool:
+    "Whether the source has test rows (its own test split, a held-out one, or every row of an evaluation source): only then does it form evaluation sets."
+    if self.loader or self.role == 'eval': return True
+    held = bool(self.holdout and self.holdout['test'])
+    if self.files is not None: return 'test' in self.files or held
+    if self.hub is not None: return 'test' in (self.hub.get('splits') or {}) or held
+    return held
+
+# %% ../nbs/01b_tasks.ipynb #1f4f91f6
+def _check_task_names(tasks:tuple, where:str)->list:
+    "The names of the tasks: at least one task, no name twice."
+    if not tasks: _fail(where, 'tasks', "a table needs at least one task")
+    names = [t.name for t in tasks]
+    if (dup := _first_dup(names)) is not None: _fail(where, 'tasks', f"two tasks are named {dup!r}")
+    return names
+
+def _check_main(main, names:list, where:str)->str:
+    "The main task: `main`, or the first task when None."
+    main = main or names[0]
+    if main not in names: _fail(where, 'main', f"{main!r} is not a task of this table: {names}{hint(main, names)}")
+    return main
+
+# %% ../nbs/01b_tasks.ipynb #8f6391f1
+def _check_source_labels(s:Source, i:int, tasks:dict, where:str):
+    "Each task `s` labels is in `tasks` (name -> Task); a loader's column has that task's kind and classes."
+    names = list(tasks)
+    for t, c in s.labels.items():
+        if t not in tasks: _fail(where, f'sources[{i}].labels', f"{t!r} is not a task of this table: {names}{hint(t, names)}")
+        if not s.loader:   # a value map may only name the task's classes (or null: no label)
+            bad = [v for v in (c['map'] or {}).values() if v is not None and v not in tasks[t].classes]
+            if bad: _fail(where, f'sources[{i}].labels.{t}.map', f"{bad[0]!r} is not a class of task {t!r}: {list(tasks[t].classes)}{hint(bad[0], tasks[t].classes)}")
+            continue
+        (kind, classes), task = LOADERS[s.loader][c], tasks[t]
+        if (task.kind, task.classes) != (kind, tuple(classes)):
+            _fail(where, f'sources[{i}].labels.{t}', f"loader {s.loader!r} column {c!r} gives a {kind} label over {list(classes)}, "
+                                                   f"but task {t!r} is {task.kind} over {list(task.classes)}")
+
+# %% ../nbs/01b_tasks.ipynb #c3ec001e
+def _check_trained(sources:tuple, names:list, where:str):
+    "Every task is labelled by at least one training source."
+    for t in names:
+        if not any(t in s.labels and s.role == 'train' for s in sources):
+            _fail(where, 'sources', f"no training source labels task {t!r}: every task needs training rows")
+
+def _check_eval_names(sources:tuple, where:str):
+    "No two evaluation sets (a source's test rows for one task) have the same name."
+    ns = [n for s in sources for n in (s.eval_set(t) for t in s.labels)]
+    if (dup := _first_dup(ns)) is not None: _fail(where, 'sources', f"two evaluation sets are named {dup!r}: set eval_name")
+
+# %% ../nbs/01b_tasks.ipynb #c85f40ff
+def _check_delta(delta, sets:Mapping, where:str)->tuple|None:
+    "None, or two names of evaluation sets in `sets`, as a tuple."
+    if delta is None: return None
+    if not (isinstance(delta, (list, tuple)) and len(delta) == 2): _fail(where, 'delta', f"{delta!r}: expected two evaluation-set names")
+    for d in delta:
+        if d not in sets: _fail(where, 'delta', f"{d!r} is not an evaluation set: {list(sets)}{hint(d, sets)}")
+    return tuple(delta)
 
 # %% ../nbs/01b_tasks.ipynb #2077fe03
 TABLE_KEYS = ('name', 'description', 'tasks', 'sources', 'main', 'delta')
@@ -229,59 +383,47 @@ class TaskTable:
     sources:tuple                   # `Source`s
     main:str|None=None              # the main task (default: the first)
     delta:tuple|None=None           # (eval set, eval set): report the macro-F1 difference
-    description:str=''
+    description:str=''              # one line for the docs and reports
     root:str|None=None              # folder relative paths of the sources are resolved against (a task file's folder)
     _where:InitVar[str|None]=None   # how errors name this table (e.g. its file)
 
     def __post_init__(self, _where=None):
         w = _where or f"task table {self.name!r}"
         self.tasks, self.sources = tuple(self.tasks), tuple(self.sources)
-        if not self.tasks: _fail(w, 'tasks', "a table needs at least one task")
-        names = [t.name for t in self.tasks]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup: _fail(w, 'tasks', f"two tasks are named {dup[0]!r}")
-        self.main = self.main or names[0]
-        if self.main not in names: _fail(w, 'main', f"{self.main!r} is not a task of this table: {names}{hint(self.main, names)}")
-        snames = [s.name for s in self.sources]
-        dup = sorted({n for n in snames if snames.count(n) > 1})
-        if dup: _fail(w, 'sources', f"two sources are named {dup[0]!r}")
-        for i, s in enumerate(self.sources):
-            for t, c in s.labels.items():
-                if t not in names: _fail(w, f'sources[{i}].labels', f"{t!r} is not a task of this table: {names}{hint(t, names)}")
-                if s.loader:
-                    kind, classes = LOADERS[s.loader][c]; task = self[t]
-                    if (task.kind, task.classes) != (kind, tuple(classes)):
-                        _fail(w, f'sources[{i}].labels.{t}', f"loader {s.loader!r} column {c!r} gives a {kind} label over {list(classes)}, "
-                                                            f"but task {t!r} is {task.kind} over {list(task.classes)}")
-        for t in names:
-            if not any(t in s.labels and s.role == 'train' for s in self.sources):
-                _fail(w, 'sources', f"no training source labels task {t!r}: every task needs training rows")
-        sets = self.eval_sets()
-        ns = [n for s in self.sources for n in (s.eval_set(t) for t in s.labels)]
-        dup = sorted({n for n in ns if ns.count(n) > 1})
-        if dup: _fail(w, 'sources', f"two evaluation sets are named {dup[0]!r}: set eval_name")
-        if self.delta is not None:
-            if not (isinstance(self.delta, (list, tuple)) and len(self.delta) == 2): _fail(w, 'delta', f"{self.delta!r}: expected two evaluation-set names")
-            for d in self.delta:
-                if d not in sets: _fail(w, 'delta', f"{d!r} is not an evaluation set: {list(sets)}{hint(d, sets)}")
-            self.delta = tuple(self.delta)
+        names = _check_task_names(self.tasks, w)
+        self.main = _check_main(self.main, names, w)
+        if (dup := _first_dup(s.name for s in self.sources)) is not None: _fail(w, 'sources', f"two sources are named {dup!r}")
+        for i, s in enumerate(self.sources): _check_source_labels(s, i, {t.name: t for t in self.tasks}, w)
+        _check_trained(self.sources, names, w)
+        _check_eval_names(self.sources, w)
+        self.delta = _check_delta(self.delta, self.eval_sets(), w)
 
-    @property
-    def names(self)->tuple: return tuple(t.name for t in self.tasks)
-    def __getitem__(self, name:str)->Task:
-        for t in self.tasks:
-            if t.name == name: return t
-        raise KeyError(f"no task {name!r} in table {self.name!r}: {list(self.names)}{hint(name, self.names)}")
-    def __contains__(self, name): return name in self.names
-    def __iter__(self): return iter(self.tasks)
-    def __len__(self): return len(self.tasks)
     def eval_sets(self)->dict:
         "Evaluation set name -> (task, source name), in source order."
-        return {s.eval_set(t): (t, s.name) for s in self.sources for t in s.labels}
-    def source(self, name:str)->Source:
-        for s in self.sources:
-            if s.name == name: return s
-        raise KeyError(f"no source {name!r} in table {self.name!r}")
+        return {s.eval_set(t): (t, s.name) for s in self.sources if s.has_test for t in s.labels}
+
+# %% ../nbs/01b_tasks.ipynb #992330c0
+@patch(as_prop=True)
+def names(self:TaskTable)->tuple: return tuple(t.name for t in self.tasks)
+
+@patch
+def __getitem__(self:TaskTable, name:str)->Task:
+    for t in self.tasks:
+        if t.name == name: return t
+    raise KeyError(f"no task {name!r} in table {self.name!r}: {list(self.names)}{hint(name, self.names)}")
+
+@patch
+def __contains__(self:TaskTable, name): return name in self.names
+@patch
+def __iter__(self:TaskTable): return iter(self.tasks)
+@patch
+def __len__(self:TaskTable): return len(self.tasks)
+
+@patch
+def source(self:TaskTable, name:str)->Source:
+    for s in self.sources:
+        if s.name == name: return s
+    raise KeyError(f"no source {name!r} in table {self.name!r}")
 
 # %% ../nbs/01b_tasks.ipynb #30bb94a4
 def _tox(): return dict(name='tox', kind='binary', classes=list(TOX_CLASSES), pseudo='not_toxic', description='offensive (OLID subtask A)')
@@ -290,6 +432,7 @@ def _valence(): return dict(name='valence', kind='multiclass', classes=list(VALE
 TIER_SOURCES = [dict(name='jigsaw', loader='jigsaw', labels={'tox': 'tox_label'}, role='eval', eval_name='L2_jigsaw'),
                 dict(name='toxigen', loader='toxigen', labels={'tox': 'tox_label'}, role='eval', eval_name='L3_toxigen')]
 
+# %% ../nbs/01b_tasks.ipynb #16f7cd18
 BUILTIN = {
  'tox_emo': dict(description='toxicity (main) + emotion (auxiliary), judged on the three-tier stress test',
      tasks=[_tox(), _emo()], delta=['L1_olid', 'L3_toxigen'],
@@ -310,34 +453,43 @@ BUILTIN = {
      sources=[dict(name='goemotions', loader='goemotions', labels={'valence': 'valence_label', 'emo': 'emo_label'}, options={'keep': 'ekman'})]),
 }
 
+# %% ../nbs/01b_tasks.ipynb #84ae55cb
+def _entry(d, i:int, what:str, keys:tuple, need:tuple, cls, where:str):
+    "Build `cls` from the `i`-th entry `d` of list `what` in a task file: no unknown field, none of `need` missing."
+    w = f"{where}: {what}[{i}]"
+    _check_keys(d, keys, w)
+    miss = [k for k in need if k not in d]
+    if miss: _fail(w, miss[0], "missing")
+    return cls(**d, _where=f"{w} ({d['name']!r})" if isinstance(d.get('name'), str) else w)
+
+def _task_entry(d, i:int, where:str)->Task: return _entry(d, i, 'tasks', TASK_KEYS, ('name', 'kind', 'classes'), Task, where)
+def _source_entry(d, i:int, where:str)->Source: return _entry(d, i, 'sources', SOURCE_KEYS, ('name', 'labels'), Source, where)
+
 # %% ../nbs/01b_tasks.ipynb #81751d22
 def table_from_dict(d:Mapping,          # {name, description, tasks: [...], sources: [...], main, delta}
                     where:str='tasks',  # how errors name this table (e.g. the file)
                     root:str|None=None  # folder relative source paths are resolved against
-                   )->TaskTable:
+                   )->TaskTable:        # the table, checked
     "Build and check a `TaskTable` from plain data (a parsed task file or a built-in)."
     _check_keys(d, TABLE_KEYS, where)
     for k in ('tasks', 'sources'):
         if not isinstance(d.get(k), list) or not d[k]: _fail(where, k, f"expected a non-empty list of {k}")
-    tasks = []
-    for i, t in enumerate(d['tasks']):
-        w = f"{where}: tasks[{i}]"
-        _check_keys(t, TASK_KEYS, w)
-        miss = [k for k in ('name', 'kind', 'classes') if k not in t]
-        if miss: _fail(w, miss[0], "missing")
-        tasks.append(Task(**t, _where=f"{w} ({t['name']!r})" if isinstance(t.get('name'), str) else w))
-    sources = []
-    for i, s in enumerate(d['sources']):
-        w = f"{where}: sources[{i}]"
-        _check_keys(s, SOURCE_KEYS, w)
-        miss = [k for k in ('name', 'labels') if k not in s]
-        if miss: _fail(w, miss[0], "missing")
-        sources.append(Source(**s, _where=f"{w} ({s['name']!r})" if isinstance(s.get('name'), str) else w))
+    tasks = [_task_entry(t, i, where) for i, t in enumerate(d['tasks'])]
+    sources = [_source_entry(s, i, where) for i, s in enumerate(d['sources'])]
     return TaskTable(d.get('name', 'tasks'), tasks, sources, d.get('main'), d.get('delta'), d.get('description', ''), root, _where=where)
+
+# %% ../nbs/01b_tasks.ipynb #623eccfd
+def _read_task_file(p:Path)->Mapping:
+    "The parsed content of a .json / .yaml / .yml task file (a mapping)."
+    text = p.read_text(encoding='utf-8')
+    try: d = json.loads(text) if p.suffix.lower() == '.json' else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e: raise TaskError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'} ({e})") from None
+    if not isinstance(d, Mapping): raise TaskError(f"{p}: expected a mapping with tasks and sources at the top, got {type(d).__name__}")
+    return d
 
 # %% ../nbs/01b_tasks.ipynb #e74d12e6
 def load_tasks(tasks:str|Path|Mapping|TaskTable='tox_emo' # a built-in name (`BUILTIN`), a .yaml/.yml/.json task file, a dict or a table
-              )->TaskTable:
+              )->TaskTable:                               # the table, checked
     "The task table named or described by `tasks`, checked."
     if isinstance(tasks, TaskTable): return tasks
     if isinstance(tasks, Mapping): return table_from_dict(tasks)
@@ -347,23 +499,29 @@ def load_tasks(tasks:str|Path|Mapping|TaskTable='tox_emo' # a built-in name (`BU
     if p.suffix.lower() not in ('.yaml', '.yml', '.json'):
         raise TaskError(f"tasks={s!r}: not a built-in task table {list(BUILTIN)}{hint(s, BUILTIN)} and not a .yaml/.yml/.json task file")
     if not p.is_file(): raise TaskError(f"tasks={s!r}: task file not found")
-    text = p.read_text(encoding='utf-8')
-    try: d = json.loads(text) if p.suffix.lower() == '.json' else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e: raise TaskError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'} ({e})") from None
-    if not isinstance(d, Mapping): raise TaskError(f"{p}: expected a mapping with tasks and sources at the top, got {type(d).__name__}")
-    return table_from_dict({'name': p.stem, **d}, str(p), root=str(p.parent.resolve()))
+    return table_from_dict({'name': p.stem, **_read_task_file(p)}, str(p), root=str(p.parent.resolve()))
 
-def table_to_dict(t:TaskTable)->dict:
+# %% ../nbs/01b_tasks.ipynb #86c17d5b
+def _plain(v):
+    "`v` with tuples turned into lists, recursively through lists and dicts."
+    if isinstance(v, (list, tuple)): return list(_plain(x) for x in v)
+    return {k: _plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+def _slim(obj, cls)->dict:
+    "The fields of dataclass `obj` (a `cls`) as plain data, without those at their default (name, labels, kind, classes always kept)."
+    dflt = {f.name: f.default_factory() if callable(f.default_factory) else f.default for f in fields(cls)}
+    return {k: _plain(v) for k, v in asdict(obj).items() if k in ('name', 'labels', 'kind', 'classes') or v != dflt.get(k, object())}
+
+# %% ../nbs/01b_tasks.ipynb #7cf90c97
+def table_to_dict(t:TaskTable # the table
+                 )->dict:     # {name, description, main, tasks, sources[, delta]}, what a task file holds
     "Plain data of a table (what a task file holds; JSON- and YAML-serialisable)."
-    plain = lambda v: list(plain(x) for x in v) if isinstance(v, (list, tuple)) else {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
-    dflt = lambda cls: {f.name: f.default_factory() if callable(f.default_factory) else f.default for f in fields(cls)}
-    slim = lambda obj, cls: {k: plain(v) for k, v in asdict(obj).items() if k in ('name', 'labels', 'kind', 'classes') or v != dflt(cls).get(k, object())}
-    out = {'name': t.name, 'description': t.description, 'main': t.main, 'tasks': [slim(x, Task) for x in t.tasks],
-           'sources': [slim(x, Source) for x in t.sources]}
+    out = {'name': t.name, 'description': t.description, 'main': t.main, 'tasks': [_slim(x, Task) for x in t.tasks],
+           'sources': [_slim(x, Source) for x in t.sources]}
     if t.delta: out['delta'] = list(t.delta)
     return out
 
-# %% ../nbs/01b_tasks.ipynb #941ebfb1
+# %% ../nbs/01b_tasks.ipynb #ed30855e
 TASK_PARAMS = ('gamma', 'alpha', 'oversample', 'threshold')
 
 def _per_task(value, table:TaskTable, param:str)->dict:
@@ -374,6 +532,7 @@ def _per_task(value, table:TaskTable, param:str)->dict:
         return dict(value)
     return {t: value for t in table.names}
 
+# %% ../nbs/01b_tasks.ipynb #941ebfb1
 def with_params(table:TaskTable,   # the table to change (not modified)
                 main:str|None=None, # the main task (None: keep)
                 **params            # gamma / alpha / oversample / threshold: one value for all tasks or {task: value}
@@ -391,7 +550,10 @@ def with_params(table:TaskTable,   # the table to change (not modified)
     return TaskTable(table.name, tuple(tasks), table.sources, main or table.main, table.delta, table.description, table.root)
 
 # %% ../nbs/01b_tasks.ipynb #79e33145
-def check_pseudo(table:TaskTable, policy:str, tasks=None):
+def check_pseudo(table:TaskTable, # the task table
+                 policy:str,      # the label policy: only 'pseudo' needs pseudo-labels
+                 tasks=None       # the tasks it fills in (default: all of the table's)
+                ):
     "Raise naming the first of `tasks` (default: all) without a pseudo-label when `policy` is 'pseudo'."
     if policy != 'pseudo': return
     for t in (tasks or table.names):

@@ -23,19 +23,50 @@ from .losses import make_loss, class_counts, WEIGHTINGS, FixedWeighting, Kendall
 from .model import param_groups, save_model, load_model
 
 # %% auto #0
-__all__ = ['SCHEDULERS', 'VAL_SETS', 'FEEDS', 'WARMUP', 'monitors', 'TrainConfig', 'make_optimizer', 'make_scheduler',
-           'TrainModule', 'validation_set', 'validate', 'NonFiniteLossError', 'save_checkpoint', 'load_checkpoint',
-           'Trainer', 'synthetic_mtl']
+__all__ = ['SCHEDULERS', 'VAL_SETS', 'FEEDS', 'WARMUP', 'monitors', 'TrainConfig', 'synthetic_mtl', 'make_optimizer',
+           'make_scheduler', 'TrainModule', 'validation_set', 'validate', 'save_checkpoint', 'load_checkpoint',
+           'Trainer', 'NonFiniteLossError']
 
-# %% ../nbs/05_train.ipynb #c6843496
+# %% ../nbs/05_train.ipynb #e73b83e9
 SCHEDULERS = ('onecycle', 'linear', 'cosine', 'constant')
 VAL_SETS = ('main', 'all')
-
-def monitors(table:TaskTable)->dict:
-    "The metrics early stopping can watch, name -> 'max' or 'min': `val_<task>_f1` per task, `val_mean_f1`, `val_loss`."
-    return {**{f'val_{t}_f1': 'max' for t in table.names}, 'val_mean_f1': 'max', 'val_loss': 'min'}
 FEEDS = ('pred', 'gold')
 
+def monitors(table:TaskTable # the task table
+            )->dict:         # metric name -> 'max' or 'min'
+    "The metrics early stopping can watch: `val_<task>_f1` per task, `val_mean_f1`, `val_loss`."
+    return {**{f'val_{t}_f1': 'max' for t in table.names}, 'val_mean_f1': 'max', 'val_loss': 'min'}
+
+# %% ../nbs/05_train.ipynb #65b88bee
+def _check_numbers(c:dict): # field -> value
+    "Sizes (`epochs`, `bs`, `grad_accum`, `eval_bs`) must be positive integers, learning rates positive numbers."
+    for k in ('epochs', 'bs', 'grad_accum', 'eval_bs'):
+        v = c[k]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{k}={v!r}: must be a positive integer")
+    for k in ('lr_encoder', 'lr_heads', 'lr_loss'):
+        v = c[k]
+        if not isinstance(v, (int, float)) or not v > 0: raise ValueError(f"{k}={v!r}: must be a positive number")
+
+# %% ../nbs/05_train.ipynb #56fe251a
+def _check_choices(c:dict): # field -> value (`tasks`: the loaded task table)
+    "`scheduler`, `monitor`, `val_set` and `feed` must each be one of their known values; the error lists them."
+    mon = monitors(c['tasks'])
+    if c['scheduler'] not in SCHEDULERS: raise ValueError(f"scheduler={c['scheduler']!r}: expected one of {SCHEDULERS}")
+    if c['monitor'] not in mon: raise ValueError(f"monitor={c['monitor']!r}: expected one of {tuple(mon)}{hint(c['monitor'], mon)}")
+    if c['val_set'] not in VAL_SETS: raise ValueError(f"val_set={c['val_set']!r}: expected one of {VAL_SETS}")
+    if c['feed'] not in FEEDS: raise ValueError(f"feed={c['feed']!r}: expected one of {FEEDS}")
+
+# %% ../nbs/05_train.ipynb #5d330083
+def _check_rest(c:dict): # field -> value
+    "`warmup` in [0, 1) or None, a known `weighting`, fixed weights > 0, and `patience`, `save_every`, `max_steps` >= 0."
+    if c['warmup'] is not None and not 0 <= c['warmup'] < 1: raise ValueError(f"warmup={c['warmup']!r}: must be in [0, 1) or None")
+    if c['weighting'] not in WEIGHTINGS: raise ValueError(f"weighting={c['weighting']!r}: expected one of {WEIGHTINGS}")
+    if c['fixed_weights'] is not None:   # a weight of 0 would leave a task untrained: refused here, naming it
+        try: FixedWeighting(c['fixed_weights'])
+        except ValueError as e: raise ValueError(f"fixed_weights={c['fixed_weights']!r}: {e}") from None
+    if c['patience'] < 0 or c['save_every'] < 0 or c['max_steps'] < 0: raise ValueError("patience, save_every and max_steps must be >= 0")
+
+# %% ../nbs/05_train.ipynb #c6843496
 @dataclass
 class TrainConfig:
     "Hyper-parameters of one training run (names equal the experiment notebook's parameters)."
@@ -71,359 +102,19 @@ class TrainConfig:
         resolve_paradigm(self.paradigm)
         self.tasks = load_tasks(self.tasks)
         self.monitor = self.monitor or f'val_{self.tasks.main}_f1'
-        for k in ('epochs', 'bs', 'grad_accum', 'eval_bs'):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{k}={v!r}: must be a positive integer")
-        for k in ('lr_encoder', 'lr_heads', 'lr_loss'):
-            v = getattr(self, k)
-            if not isinstance(v, (int, float)) or not v > 0: raise ValueError(f"{k}={v!r}: must be a positive number")
-        if self.scheduler not in SCHEDULERS: raise ValueError(f"scheduler={self.scheduler!r}: expected one of {SCHEDULERS}")
-        if self.monitor not in monitors(self.tasks): raise ValueError(f"monitor={self.monitor!r}: expected one of {tuple(monitors(self.tasks))}{hint(self.monitor, monitors(self.tasks))}")
-        if self.val_set not in VAL_SETS: raise ValueError(f"val_set={self.val_set!r}: expected one of {VAL_SETS}")
-        if self.feed not in FEEDS: raise ValueError(f"feed={self.feed!r}: expected one of {FEEDS}")
-        if self.warmup is not None and not 0 <= self.warmup < 1: raise ValueError(f"warmup={self.warmup!r}: must be in [0, 1) or None")
-        if self.weighting not in WEIGHTINGS: raise ValueError(f"weighting={self.weighting!r}: expected one of {WEIGHTINGS}")
-        if self.fixed_weights is not None:   # a weight of 0 would leave a task untrained: refused here, naming it
-            try: FixedWeighting(self.fixed_weights)
-            except ValueError as e: raise ValueError(f"fixed_weights={self.fixed_weights!r}: {e}") from None
-        if self.patience < 0 or self.save_every < 0 or self.max_steps < 0: raise ValueError("patience, save_every and max_steps must be >= 0")
+        for check in (_check_numbers, _check_choices, _check_rest): check(vars(self))
 
-    @property
-    def active_tasks(self)->tuple:
-        "The tasks whose losses are trained: the main task alone under `single` batching, else every task."
-        return (self.tasks.main,) if resolve_paradigm(self.paradigm)[1] == 'single' else self.tasks.names
-
-# %% ../nbs/05_train.ipynb #831e3896
-def make_optimizer(model:nn.Module, loss:nn.Module, cfg:TrainConfig)->torch.optim.AdamW:
-    "AdamW with separate learning rates for encoder, heads and loss-weight parameters."
-    groups = param_groups(model, lr_encoder=cfg.lr_encoder, lr_heads=cfg.lr_heads, loss_module=loss, lr_loss=cfg.lr_loss,
-                          weight_decay=cfg.weight_decay)
-    # fused: one kernel per step for all parameters (CPU and CUDA); much faster than the per-tensor default on CPU
-    fused = all(p.dtype.is_floating_point and p.device.type in ('cpu', 'cuda') for g in groups for p in g['params'])
-    return torch.optim.AdamW(groups, lr=cfg.lr_heads, fused=fused)
-
-WARMUP = 0.1   # warm-up fraction of the linear, cosine and constant schedules when `warmup` is None (aura's choice)
-
-def make_scheduler(opt:torch.optim.Optimizer, cfg:TrainConfig, total_steps:int):
-    "The learning-rate schedule named by `cfg.scheduler`, spanning `total_steps` optimizer steps."
-    total_steps = max(int(total_steps), 1)
-    if cfg.scheduler == 'onecycle':   # warmup None: torch's defaults (pct_start 0.3, cosine annealing)
-        kw = {} if cfg.warmup is None else {'pct_start': max(cfg.warmup, 1/total_steps)}
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g['lr'] for g in opt.param_groups], total_steps=total_steps, **kw)
-    warm = int(round((WARMUP if cfg.warmup is None else cfg.warmup) * total_steps))
-    name = {'linear': 'linear', 'cosine': 'cosine', 'constant': 'constant_with_warmup'}[cfg.scheduler]
-    return get_scheduler(name, opt, num_warmup_steps=warm, num_training_steps=total_steps)
-
-# %% ../nbs/05_train.ipynb #e1e2b46a
-class TrainModule(nn.Module):
-    "A model and its multi-task loss as one module: `forward(batch)` returns `(total_loss, parts)`."
-    def __init__(self, model:nn.Module, loss:nn.Module,
-                 feed:str='pred'): # two-step heads: feed the first task's 'pred'iction or its 'gold' label where known
-        super().__init__(); self.model, self.loss, self.feed = model, loss, feed
-    def forward(self, batch:dict):
-        first = getattr(self.model, 'first', None)
-        kw = {'feed': batch[f'{first}_label']} if first and self.feed == 'gold' else {}
-        out = self.model(input_ids=batch['input_ids'], attention_mask=batch['attention_mask'], **kw)
-        return self.loss(out, batch)
-
-# %% ../nbs/05_train.ipynb #acca6d1b
-def validation_set(validation:dict,       # task -> its validation rows (`aura.sources.TableData.validation`)
-                   table:TaskTable,       # the task table
-                   val_set:str='main',    # 'main' or 'all'
-                   label_policy:str='mask' # applied to 'all' (the rows of one task carry the other tasks' pseudo-labels)
-                  ):
-    "The validation rows: the main task's alone ('main'), or every task's under `label_policy` ('all')."
-    from datasets import concatenate_datasets
-    if val_set not in VAL_SETS: raise ValueError(f"val_set={val_set!r}: expected one of {VAL_SETS}")
-    if table.main not in validation: raise ValueError(f"no validation rows for the main task {table.main!r} (have: {list(validation)})")
-    if val_set == 'main': return validation[table.main]
-    parts = list({id(v): v for v in validation.values()}.values())   # a source labelling two tasks gives its rows once
-    return apply_label_policy(parts[0] if len(parts) == 1 else concatenate_datasets(parts), label_policy, table)
-
-# %% ../nbs/05_train.ipynb #e6b10824
-def _task_f1(task, y, z)->float:
-    "Macro-F1 of one task's validation rows (labelled rows only) from its logits, with the task's decision rule."
-    if task.kind == 'binary':
-        prob = 1 / (1 + np.exp(-z))
-        return f1_score(y, (prob >= task.threshold).astype(int), average='macro', labels=[0, 1], zero_division=0)
-    if task.kind == 'multiclass': return f1_score(y, z.argmax(-1), average='macro', labels=list(range(task.n_classes)), zero_division=0)
-    return multilabel_f1(y, (1 / (1 + np.exp(-z)) >= task.threshold).astype(int))
-
-@torch.inference_mode()
-def validate(module:TrainModule, ds_tok, cfg:TrainConfig, pad_token_id:int, device)->dict:
-    "Loss (of the trained tasks) and macro-F1 of each task on a tokenized validation set (rows without a task's label are skipped for it)."
-    out = predict(module.model, ds_tok, bs=cfg.eval_bs, device=device, pad_token_id=pad_token_id, precision=auto_precision(cfg.precision, device))
-    table = cfg.tasks; here = [t for t in table.tasks if t.label in ds_tok.column_names]
-    ys = {t.name: (lambda y: np.stack(y) if y.dtype == object else y)(column(ds_tok, t.label)) for t in here}
-    tt = lambda a: torch.as_tensor(a, device=device)
-    loss, _ = module.loss({k: tt(v) for k, v in out.items()}, {table[t].label: tt(y) for t, y in ys.items()})
-    res = {'val_loss': float(loss)}
-    for t in table.tasks:
-        y = ys.get(t.name); m = None if y is None else (y[:, 0] if y.ndim == 2 else y) >= 0
-        res[f'val_{t.name}_f1'] = _task_f1(t, y[m], out[t.logits][m]) if m is not None and m.any() else float('nan')
-    f1s = [res[f'val_{t}_f1'] for t in table.names if not math.isnan(res[f'val_{t}_f1'])]
-    res['val_mean_f1'] = float(np.mean(f1s)) if f1s else float('nan')
-    return res
-
-# %% ../nbs/05_train.ipynb #ac0b1a87
-class NonFiniteLossError(RuntimeError):
-    "A loss became NaN or infinite; the message names the step and the task."
-
-def _rng_state()->dict:
-    s = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
-    if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
-    return s
-
-def _set_rng_state(s:dict):
-    random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
-    if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
-def save_checkpoint(path:str|Path, **state)->Path:
-    "Atomically `torch.save` a dict of training state to `path`."
-    import io
-    buf = io.BytesIO(); torch.save(state, buf)
-    return atomic_write(path, buf.getvalue())
-
-def load_checkpoint(path:str|Path)->dict:
-    "Load a checkpoint written by `save_checkpoint`; a missing or unreadable file is an error naming the path."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
-    try: return torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e: raise RuntimeError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
-
-# %% ../nbs/05_train.ipynb #cf5dbc36
-def _accelerator(cfg:TrainConfig, mixed_precision:str|None=None)->Accelerator:
-    AcceleratorState._reset_state(reset_partial_state=False); GradientState._reset_state()
-    dev = get_device(cfg.device)
-    # find_unused_parameters: a task absent from a batch leaves its Kendall log-variance out of the graph
-    mp = auto_precision(cfg.precision, dev) if mixed_precision is None else mixed_precision
-    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
-                       cpu=dev.type == 'cpu', kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-
-# %% ../nbs/05_train.ipynb #1d9b4add
-class Trainer:
-    "Train a multi-task model on tokenized data under one `TrainConfig`, with validation, early stopping and resume."
-    def __init__(self, model:nn.Module,     # an `aura.model.MultiTaskModel`
-                 tokenizer,                 # its tokenizer (saved with the best model)
-                 train_ds,                  # tokenized training rows (`aura.collate.tokenize_dataset`), labels as loaded
-                 val_ds,                    # tokenized validation rows, label policy already applied
-                 cfg:TrainConfig=None,      # hyper-parameters
-                 out_dir:str|Path|None=None,# where checkpoints and the best model go (None: a temporary folder)
-                 quiet:bool=False):         # no progress bars (tests)
-        self.cfg = cfg or TrainConfig(); self.tokenizer, self.quiet = tokenizer, quiet
-        self.out_dir = Path(out_dir) if out_dir is not None else Path(__import__('tempfile').mkdtemp(prefix='aura-'))
-        set_seed(self.cfg.seed)
-        self.acc = _accelerator(self.cfg)
-        self.pad_id = tokenizer.pad_token_id
-        self.train_ds, self.val_ds = train_ds, val_ds
-        table, active = self.cfg.tasks, self.cfg.active_tasks
-        # with one task, uncertainty weighting would only rescale the learning rate: use the plain loss
-        weighting = self.cfg.weighting if len(active) > 1 else 'equal'
-        loss = make_loss(table, active, weighting, self.cfg.fixed_weights if weighting == 'fixed' else None,
-                         counts=self._class_counts(train_ds))
-        self.module = TrainModule(model, loss, self.cfg.feed)
-        self.opt = make_optimizer(model, loss, self.cfg)
-        dl = make_train_loader(train_ds, table, paradigm=self.cfg.paradigm, bs=self.cfg.bs, pad_token_id=self.pad_id, seed=self.cfg.seed,
-                               group_by_length=self.cfg.group_by_length, task_sampling=self.cfg.task_sampling,
-                               temperature=self.cfg.temperature, block=self.acc.num_processes)
-        self.oversampling = dl.oversampling   # what oversampling did, per task (empty when off)
-        dl.generator = torch.Generator().manual_seed(self.cfg.seed)  # iterating must not draw from the global RNG (resume)
-        self.module, self.opt, self.dl = self.acc.prepare(self.module, self.opt, dl)
-        self.unwrapped = self.acc.unwrap_model(self.module)
-        self.steps_per_epoch = math.ceil(len(self.dl) / self.cfg.grad_accum)
-        total = self.steps_per_epoch * self.cfg.epochs
-        if self.cfg.max_steps: total = min(total, self.cfg.max_steps)
-        self.sched = make_scheduler(self.opt, self.cfg, total)
-        self.state = dict(epoch=0, batch=0, step=0, best=None, best_epoch=None, bad_epochs=0, done=False)
-        self.steps, self.epochs = [], []
-
-    def _class_counts(self, train_ds)->dict:
-        "Class counts of the training rows under the label policy, for tasks whose alpha is 'balanced'."
-        need = [t for t in self.cfg.active_tasks if self.cfg.tasks[t].alpha == 'balanced']
-        if not need: return {}
-        ds = apply_label_policy(train_ds.select_columns([self.cfg.tasks[t].label for t in need]), resolve_paradigm(self.cfg.paradigm)[0], self.cfg.tasks)
-        return {t: class_counts(self.cfg.tasks[t], (lambda y: np.stack(y) if y.dtype == object else y)(column(ds, self.cfg.tasks[t].label))) for t in need}
-
-    @property
-    def ckpt_path(self)->Path: return self.out_dir/'checkpoint.pt'
-    @property
-    def best_dir(self)->Path: return self.out_dir/'best_model'
-    @property
-    def model(self)->nn.Module: return self.unwrapped.model
-    @property
-    def loss(self)->nn.Module: return self.unwrapped.loss
-
-# %% ../nbs/05_train.ipynb #7f52ab5f
-@patch
-def _save(self:Trainer):
-    self.acc.wait_for_everyone()
-    if self.acc.is_main_process:
-        scaler = self.acc.scaler.state_dict() if self.acc.scaler is not None else None
-        save_checkpoint(self.ckpt_path, module=self.unwrapped.state_dict(), opt=self.opt.state_dict(),
-                        sched=self.sched.state_dict(), scaler=scaler, state=dict(self.state), steps=self.steps,
-                        epochs=self.epochs, rng=_rng_state(), cfg=asdict(self.cfg))
-    self.acc.wait_for_everyone()
-
-@patch
-def resume(self:Trainer)->bool:
-    "Restore everything from `checkpoint.pt` in `out_dir`, if there is one; True when resumed."
-    for tmp in self.out_dir.glob(f'.{self.ckpt_path.name}.*.tmp'): tmp.unlink()   # left by a kill during a save
-    if not self.ckpt_path.exists(): return False
-    ck = load_checkpoint(self.ckpt_path)
-    now = asdict(self.cfg)
-    diff = {k: (v, now.get(k)) for k, v in ck['cfg'].items() if k not in ('epochs', 'max_steps', 'save_every') and now.get(k) != v}
-    if diff: raise ValueError(f"{self.ckpt_path} was written by a run with another configuration (saved, now): {diff}")
-    self.unwrapped.load_state_dict(ck['module'])
-    self.opt.load_state_dict(ck['opt']); self.sched.load_state_dict(ck['sched'])
-    if ck['scaler'] is not None and self.acc.scaler is not None: self.acc.scaler.load_state_dict(ck['scaler'])
-    self.state, self.steps, self.epochs = dict(ck['state']), list(ck['steps']), list(ck['epochs'])
-    _set_rng_state(ck['rng'])
-    return True
-
-# %% ../nbs/05_train.ipynb #a98b82ae
-@patch
-def _log_step(self:Trainer, total, parts:dict,
-              lrs:list|None=None,     # each parameter group's learning rate in this step (default: the current ones)
-              skipped:bool|None=None  # fp16: whether the scaler skipped this step (None: no scaler)
-             ):
-    rec = {'step': self.state['step'], 'epoch': self.state['epoch'], 'loss': float(total)}
-    for k, v in parts.items(): rec[k] = float(v) if torch.is_tensor(v) or isinstance(v, (int, float)) else v
-    for t in self.cfg.active_tasks:   # a task absent from the batch has no loss (not a loss of 0)
-        if rec.get(f'n_{t}', 1) == 0: rec[f'loss_{t}'] = float('nan')
-    for t in self.cfg.active_tasks:   # a weight that under- or overflows stops the run, naming the task
-        w = rec.get(f'w_{t}')
-        if w is not None and not (0 < w < float('inf')):
-            why = ('its Kendall log-variance ran away; lower lr_loss' if isinstance(self.loss.weighting, KendallWeighting)
-                   else f'{type(self.loss.weighting).__name__} must give every task a finite weight > 0')
-            raise NonFiniteLossError(f"task weight of {t!r} became {w} at optimizer step {self.state['step']} ({why}); "
-                                     f"the last good checkpoint is {self.ckpt_path}")
-    if hasattr(self.loss.weighting, 'sigmas'):   # σ from the weight used in this step: w = 1/(2σ²)
-        rec.update({f'sigma_{t}': math.sqrt(1 / (2 * rec[f'w_{t}'])) for t in self.cfg.active_tasks if f'w_{t}' in rec})
-    if lrs is None: lrs = [g['lr'] for g in self.opt.param_groups]
-    for g, lr in zip(self.opt.param_groups, lrs): rec[f"lr_{g.get('name', 'group')}"] = lr
-    if skipped is not None: rec.update(loss_scale=self.acc.scaler.get_scale(), skipped=skipped)
-    self.steps.append(rec)
-
-@patch
-def history(self:Trainer)->tuple:
-    "Per-step and per-epoch history as two DataFrames."
-    return pd.DataFrame(self.steps), pd.DataFrame(self.epochs)
-
-# %% ../nbs/05_train.ipynb #2ff0ebc6
-@patch
-def _check_finite(self:Trainer, total, parts):
-    if torch.isfinite(total).all(): return
-    bad = [k for k, v in parts.items() if k.startswith('loss_') and torch.is_tensor(v) and not torch.isfinite(v).all()]
-    raise NonFiniteLossError(f"non-finite loss at optimizer step {self.state['step']} (epoch {self.state['epoch']}, batch "
-                             f"{self.state['batch']}) in task(s) {bad or ['total']}; the last good checkpoint is {self.ckpt_path}")
-
-@patch
-def _step_skipped(self:Trainer, scale:float|None)->bool|None:
-    "Whether the optimizer step just taken was skipped for an fp16 overflow (`scale`: the loss scale before it; None: no scaler)."
-    if scale is None: return None
-    # Accelerate's flag misses the skips of a fused optimizer: torch's GradScaler hands it found_inf and calls its step,
-    # whose kernel then leaves the weights alone; an overflow always lowers the scale, so that is the test
-    return bool(self.acc.optimizer_step_was_skipped or self.acc.scaler.get_scale() < scale)
-
-def _merge_micro(micro:list)->tuple:
-    "One optimizer step's `(loss, parts)` from its micro-batches: the mean loss; per task the mean over its labelled rows, their count."
-    if len(micro) == 1: return micro[0]
-    total, parts = torch.stack([t.float() for t, _ in micro]).mean(), dict(micro[-1][1])   # task weights: no step between micro-batches
-    for k in [k for k in parts if k.startswith('n_')]:
-        t, ns = k[2:], [p[k] for _, p in micro]
-        parts[k] = sum(ns)
-        parts[f'loss_{t}'] = sum(float(p[f'loss_{t}']) * n for (_, p), n in zip(micro, ns)) / max(sum(ns), 1)   # 0 when absent
-    return total, parts
-
-@patch
-def _train_epoch(self:Trainer, pbar):
-    "Run the rest of the current epoch (from `state['batch']`)."
-    self.dl.set_epoch(self.state['epoch'])
-    dl = self.acc.skip_first_batches(self.dl, self.state['batch']) if self.state['batch'] else self.dl
-    self.module.train(); micro = []
-    for b in dl:
-        with self.acc.accumulate(self.module):
-            total, parts = self.module(b)
-            self._check_finite(total, parts); micro.append((total.detach(), parts))
-            self.acc.backward(total)
-            if self.acc.sync_gradients and self.cfg.max_grad_norm: self.acc.clip_grad_norm_(self.module.parameters(), self.cfg.max_grad_norm)
-            scale = self.acc.scaler.get_scale() if self.acc.scaler is not None and self.acc.sync_gradients else None
-            self.opt.step(); self.opt.zero_grad(set_to_none=True)
-        self.state['batch'] += 1
-        if self.acc.sync_gradients:
-            lrs, skipped = [g['lr'] for g in self.opt.param_groups], self._step_skipped(scale)
-            if not skipped: self.sched.step()
-            (total, parts), micro = _merge_micro(micro), []
-            self.state['step'] += 1; self._log_step(total, parts, lrs, skipped); pbar.update(1)
-            pbar.set_postfix(loss=f"{float(total):.3f}", refresh=False)
-            if self.cfg.max_steps and self.state['step'] >= self.cfg.max_steps: return
-            if self.cfg.save_every and self.state['step'] % self.cfg.save_every == 0: self._save()
-
-# %% ../nbs/05_train.ipynb #4d81ad3f
-@patch
-def _end_epoch(self:Trainer):
-    "Validate, record, keep the best model, update early stopping; True when training should stop."
-    m = validate(self.unwrapped, self.val_ds, self.cfg, self.pad_id, self.acc.device)
-    ws = self.loss.weighting.weights()
-    rec = {'epoch': self.state['epoch'], 'step': self.state['step'], **m, **{f'weight_{k}': v for k, v in ws.items()}}
-    val, mode = m[self.cfg.monitor], monitors(self.cfg.tasks)[self.cfg.monitor]
-    better = self.state['best'] is None or (val > self.state['best'] if mode == 'max' else val < self.state['best'])
-    if better:
-        self.state.update(best=val, best_epoch=self.state['epoch'], bad_epochs=0)
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process: save_model(self.model, self.best_dir, tokenizer=self.tokenizer)
-    else: self.state['bad_epochs'] += 1
-    rec['best'] = better; self.epochs.append(rec)
-    self.state['epoch'] += 1; self.state['batch'] = 0
-    stop = (self.cfg.patience and self.state['bad_epochs'] >= self.cfg.patience) or self.state['epoch'] >= self.cfg.epochs \
-           or (self.cfg.max_steps and self.state['step'] >= self.cfg.max_steps)
-    self.state['done'] = bool(stop)
-    self._save()
-    return stop
-
-def _bar_kw()->dict:
-    "tqdm settings for the training bar: tqdm's own in Jupyter (a widget) and in a terminal; elsewhere a refresh every 30 s at most."
-    # a kernel without ipywidgets (or a log file) keeps every refresh of a text bar as output: hundreds in a papermill report
-    widget = any(c.__module__ == 'tqdm.notebook' for c in tqdm.__mro__)   # tqdm.auto picked the notebook bar
-    return {} if widget or sys.stderr.isatty() else {'mininterval': 30.}
-
-@patch
-def summary(self:Trainer)->str:
-    "One line on the training so far: steps, seconds, mean loss of the last epoch, best monitor value and its epoch."
-    ep = self.state['epoch'] - 1 if self.state['batch'] == 0 else self.state['epoch']
-    losses = [r['loss'] for r in self.steps if r['epoch'] == ep]
-    s = f"{self.cfg.paradigm}: {self.state['step']} steps in {getattr(self, 'train_seconds', 0):.0f} s"
-    if losses: s += f", loss {np.mean(losses):.3f}"
-    if self.state['best'] is not None: s += f", best {self.cfg.monitor} {self.state['best']:.3f} (epoch {self.state['best_epoch']})"
-    return s
-
-@patch
-def fit(self:Trainer, resume:bool=True # continue from `out_dir/checkpoint.pt` if present
-        )->Trainer:
-    "Train until the epochs run out or early stopping triggers, then load the best weights back."
-    if resume: self.resume()
-    self.t_start = time.time()
-    total = self.steps_per_epoch * self.cfg.epochs
-    if self.cfg.max_steps: total = min(total, self.cfg.max_steps)
-    show = not self.quiet and self.acc.is_main_process
-    # leave=False: the bar goes when the run ends and the one-line summary below is what stays in the notebook
-    with tqdm(total=total, initial=self.state['step'], disable=not show, desc=self.cfg.paradigm, leave=False, **_bar_kw()) as pbar:
-        while not self.state['done']:
-            self._train_epoch(pbar)
-            if self._end_epoch(): break
-    self.load_best()
-    self.train_seconds = time.time() - self.t_start
-    if show: print(self.summary())
-    return self
-
-@patch
-def load_best(self:Trainer):
-    "Load the weights of the best epoch (saved in `best_dir`) into the model."
-    best, _ = load_model(self.best_dir)
-    self.model.load_state_dict(best.state_dict())
+# %% ../nbs/05_train.ipynb #9454d93d
+@patch(as_prop=True)
+def active_tasks(self:TrainConfig)->tuple: # task names
+    "The tasks whose losses are trained: the main task alone under `single` batching, else every task."
+    return (self.tasks.main,) if resolve_paradigm(self.paradigm)[1] == 'single' else self.tasks.names
 
 # %% ../nbs/05_train.ipynb #80116ed9
-def synthetic_mtl(n_tox:int=256, n_emo:int=256, seed:int=0):
+def synthetic_mtl(n_tox:int=256, # OLID-like rows (toxicity label only), toxic and not toxic in turn
+                  n_emo:int=256, # GoEmotions-like rows (emotion label only), the 7 classes in turn
+                  seed:int=0     # seeds the words and the row order
+                 ):              # a `datasets.Dataset` in aura's schema: text, tox_label, emo_label, source, split
     "A learnable toy multi-task dataset in aura's schema: keyword toxicity rows and keyword emotion rows."
     from datasets import Dataset
     rng = random.Random(seed)
@@ -441,3 +132,449 @@ def synthetic_mtl(n_tox:int=256, n_emo:int=256, seed:int=0):
         rows.append(dict(text=_txt(rng.choice(emo_words[y])), tox_label=-1, emo_label=y, source='goemotions', split='train'))
     rng.shuffle(rows)
     return Dataset.from_list(rows)
+
+# %% ../nbs/05_train.ipynb #831e3896
+def make_optimizer(model:nn.Module, # the model: encoder and heads
+                   loss:nn.Module,  # its multi-task loss (the Kendall log-variances are parameters)
+                   cfg:TrainConfig  # learning rates and weight decay
+                  )->torch.optim.AdamW:
+    "AdamW with separate learning rates for encoder, heads and loss-weight parameters."
+    groups = param_groups(model, lr_encoder=cfg.lr_encoder, lr_heads=cfg.lr_heads, loss_module=loss, lr_loss=cfg.lr_loss,
+                          weight_decay=cfg.weight_decay)
+    # fused: one kernel per step for all parameters (CPU and CUDA); much faster than the per-tensor default on CPU
+    fused = all(p.dtype.is_floating_point and p.device.type in ('cpu', 'cuda') for g in groups for p in g['params'])
+    return torch.optim.AdamW(groups, lr=cfg.lr_heads, fused=fused)
+
+# %% ../nbs/05_train.ipynb #aae16a0a
+WARMUP = 0.1   # warm-up fraction of the linear, cosine and constant schedules when `warmup` is None (aura's choice)
+
+def make_scheduler(opt:torch.optim.Optimizer, # the optimizer whose groups' learning rates are scheduled
+                   cfg:TrainConfig,            # `scheduler` and `warmup`
+                   total_steps:int             # optimizer steps the schedule spans
+                  ):                           # a torch LR scheduler, stepped once per optimizer step
+    "The learning-rate schedule named by `cfg.scheduler`, spanning `total_steps` optimizer steps."
+    total_steps = max(int(total_steps), 1)
+    if cfg.scheduler == 'onecycle':   # warmup None: torch's defaults (pct_start 0.3, cosine annealing)
+        kw = {} if cfg.warmup is None else {'pct_start': max(cfg.warmup, 1/total_steps)}
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g['lr'] for g in opt.param_groups], total_steps=total_steps, **kw)
+    warm = int(round((WARMUP if cfg.warmup is None else cfg.warmup) * total_steps))
+    name = {'linear': 'linear', 'cosine': 'cosine', 'constant': 'constant_with_warmup'}[cfg.scheduler]
+    return get_scheduler(name, opt, num_warmup_steps=warm, num_training_steps=total_steps)
+
+# %% ../nbs/05_train.ipynb #e1e2b46a
+class TrainModule(nn.Module):
+    "A model and its multi-task loss as one module: `forward(batch)` returns `(total_loss, parts)`."
+    def __init__(self, model:nn.Module, # the multi-task model (`aura.model.build_model`)
+                 loss:nn.Module,        # its multi-task loss (`aura.losses.make_loss`)
+                 feed:str='pred'):      # two-step heads: feed the first task's 'pred'iction or its 'gold' label where known
+        super().__init__(); self.model, self.loss, self.feed = model, loss, feed
+    def forward(self, batch:dict # a collated batch: `input_ids`, `attention_mask`, `<task>_label` per task
+               )->tuple:         # the total loss and its parts (per task: loss, labelled rows, weight)
+        "The loss of the model's outputs on `batch`."
+        first = getattr(self.model, 'first', None)
+        kw = {'feed': batch[f'{first}_label']} if first and self.feed == 'gold' else {}
+        out = self.model(input_ids=batch['input_ids'], attention_mask=batch['attention_mask'], **kw)
+        return self.loss(out, batch)
+
+# %% ../nbs/05_train.ipynb #acca6d1b
+def validation_set(validation:dict,       # task -> its validation rows (`aura.sources.TableData.validation`)
+                   table:TaskTable,       # the task table
+                   val_set:str='main',    # 'main' or 'all'
+                   label_policy:str='mask' # applied to 'all' (the rows of one task carry the other tasks' pseudo-labels)
+                  ):                      # the validation rows (a `datasets.Dataset`)
+    "The validation rows: the main task's alone ('main'), or every task's under `label_policy` ('all')."
+    from datasets import concatenate_datasets
+    if val_set not in VAL_SETS: raise ValueError(f"val_set={val_set!r}: expected one of {VAL_SETS}")
+    if table.main not in validation: raise ValueError(f"no validation rows for the main task {table.main!r} (have: {list(validation)})")
+    if val_set == 'main': return validation[table.main]
+    parts = list({id(v): v for v in validation.values()}.values())   # a source labelling two tasks gives its rows once
+    return apply_label_policy(parts[0] if len(parts) == 1 else concatenate_datasets(parts), label_policy, table)
+
+# %% ../nbs/05_train.ipynb #e6b10824
+def _task_f1(task, y, z)->float:
+    "Macro-F1 of one task's validation rows (labelled rows only) from its logits, with the task's decision rule."
+    if task.kind == 'binary':
+        prob = 1 / (1 + np.exp(-z))
+        return f1_score(y, (prob >= task.threshold).astype(int), average='macro', labels=[0, 1], zero_division=0)
+    if task.kind == 'multiclass': return f1_score(y, z.argmax(-1), average='macro', labels=list(range(task.n_classes)), zero_division=0)
+    return multilabel_f1(y, (1 / (1 + np.exp(-z)) >= task.threshold).astype(int))
+
+# %% ../nbs/05_train.ipynb #01cf3150
+@torch.inference_mode()
+def validate(module:TrainModule, # the model and its loss
+             ds_tok,             # tokenized validation rows (`validation_set`)
+             cfg:TrainConfig,    # the task table, `eval_bs` and `precision`
+             pad_token_id:int,   # the tokenizer's padding id
+             device              # where to run
+            )->dict:             # `val_loss`, `val_<task>_f1` per task (NaN without labelled rows), `val_mean_f1`
+    "Loss (of the trained tasks) and macro-F1 of each task on a tokenized validation set (rows without a task's label are skipped for it)."
+    out = predict(module.model, ds_tok, bs=cfg.eval_bs, device=device, pad_token_id=pad_token_id, precision=auto_precision(cfg.precision, device))
+    table = cfg.tasks; here = [t for t in table.tasks if t.label in ds_tok.column_names]
+    ys = {t.name: (lambda y: np.stack(y) if y.dtype == object else y)(column(ds_tok, t.label)) for t in here}
+    tt = lambda a: torch.as_tensor(a, device=device)
+    loss, _ = module.loss({k: tt(v) for k, v in out.items()}, {table[t].label: tt(y) for t, y in ys.items()})
+    res = {'val_loss': float(loss)}
+    for t in table.tasks:
+        y = ys.get(t.name); m = None if y is None else (y[:, 0] if y.ndim == 2 else y) >= 0
+        res[f'val_{t.name}_f1'] = _task_f1(t, y[m], out[t.logits][m]) if m is not None and m.any() else float('nan')
+    f1s = [res[f'val_{t}_f1'] for t in table.names if not math.isnan(res[f'val_{t}_f1'])]
+    res['val_mean_f1'] = float(np.mean(f1s)) if f1s else float('nan')
+    return res
+
+# %% ../nbs/05_train.ipynb #cecc5b88
+def _rng_state()->dict:
+    "The states of every random generator a training step draws from: python, numpy, torch (and CUDA's)."
+    s = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
+    return s
+
+def _set_rng_state(s:dict):
+    "Restore the generators from `_rng_state()`."
+    random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
+    if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+
+# %% ../nbs/05_train.ipynb #ac0b1a87
+def save_checkpoint(path:str|Path, # the file (replaced atomically: a kill leaves the previous one)
+                    **state        # what to save: state dicts, tensors, plain Python values
+                   )->Path:        # `path`
+    "Atomically `torch.save` a dict of training state to `path`."
+    import io
+    buf = io.BytesIO(); torch.save(state, buf)
+    return atomic_write(path, buf.getvalue())
+
+# %% ../nbs/05_train.ipynb #f8cc15dc
+def load_checkpoint(path:str|Path # a file written by `save_checkpoint`
+                   )->dict:       # the saved state
+    "Load a checkpoint written by `save_checkpoint`; a missing or unreadable file is an error naming the path."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
+    try: return torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as e: raise RuntimeError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
+
+# %% ../nbs/05_train.ipynb #cf5dbc36
+def _accelerator(cfg:TrainConfig, mixed_precision:str|None=None)->Accelerator:
+    "A fresh Accelerator for `cfg`: its device, precision (`mixed_precision` overrides it) and gradient accumulation."
+    AcceleratorState._reset_state(reset_partial_state=False); GradientState._reset_state()
+    dev = get_device(cfg.device)
+    # find_unused_parameters: a task absent from a batch leaves its Kendall log-variance out of the graph
+    mp = auto_precision(cfg.precision, dev) if mixed_precision is None else mixed_precision
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
+                       cpu=dev.type == 'cpu', kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+# %% ../nbs/05_train.ipynb #6fa2cd25
+def _total_steps(steps_per_epoch:int, cfg:TrainConfig)->int:
+    "Optimizer steps of the whole run: every epoch's, capped by `max_steps`."
+    total = steps_per_epoch * cfg.epochs
+    return min(total, cfg.max_steps) if cfg.max_steps else total
+
+# %% ../nbs/05_train.ipynb #18fcb9e9
+def _class_counts(cfg:TrainConfig, train_ds)->dict:
+    "Class counts of the training rows under the label policy, for tasks whose alpha is 'balanced'."
+    need = [t for t in cfg.active_tasks if cfg.tasks[t].alpha == 'balanced']
+    if not need: return {}
+    # every task's labels, not only the counted ones: a row labelled for another task alone is not a row without labels
+    labels = [t.label for t in cfg.tasks.tasks if t.label in train_ds.column_names]
+    ds = apply_label_policy(train_ds.select_columns(labels), resolve_paradigm(cfg.paradigm)[0], cfg.tasks)
+    return {t: class_counts(cfg.tasks[t], (lambda y: np.stack(y) if y.dtype == object else y)(column(ds, cfg.tasks[t].label))) for t in need}
+
+# %% ../nbs/05_train.ipynb #50fbb8a6
+def _train_loss(cfg:TrainConfig, train_ds)->nn.Module:
+    "The multi-task loss of the trained tasks, with the configured task weighting."
+    # with one task, uncertainty weighting would only rescale the learning rate: use the plain loss
+    weighting = cfg.weighting if len(cfg.active_tasks) > 1 else 'equal'
+    return make_loss(cfg.tasks, cfg.active_tasks, weighting, cfg.fixed_weights if weighting == 'fixed' else None,
+                     counts=_class_counts(cfg, train_ds))
+
+# %% ../nbs/05_train.ipynb #95ae99c1
+def _train_loader(train_ds, cfg:TrainConfig, pad_id:int, processes:int):
+    "The training loader of `cfg.paradigm`; iterating it draws from its own seeded generator, never the global RNG."
+    dl = make_train_loader(train_ds, cfg.tasks, paradigm=cfg.paradigm, bs=cfg.bs, pad_token_id=pad_id, seed=cfg.seed,
+                           group_by_length=cfg.group_by_length, task_sampling=cfg.task_sampling,
+                           temperature=cfg.temperature, block=processes)
+    dl.generator = torch.Generator().manual_seed(cfg.seed)  # iterating must not draw from the global RNG (resume)
+    return dl
+
+# %% ../nbs/05_train.ipynb #1d9b4add
+class Trainer:
+    "Train a multi-task model on tokenized data under one `TrainConfig`, with validation, early stopping and resume."
+    def __init__(self, model:nn.Module,     # an `aura.model.MultiTaskModel`
+                 tokenizer,                 # its tokenizer (saved with the best model)
+                 train_ds,                  # tokenized training rows (`aura.collate.tokenize_dataset`), labels as loaded
+                 val_ds,                    # tokenized validation rows, label policy already applied
+                 cfg:TrainConfig=None,      # hyper-parameters
+                 out_dir:str|Path|None=None,# where checkpoints and the best model go (None: a temporary folder)
+                 quiet:bool=False):         # no progress bars (tests)
+        self.cfg = cfg or TrainConfig(); self.tokenizer, self.quiet = tokenizer, quiet
+        self.out_dir = Path(out_dir) if out_dir is not None else Path(__import__('tempfile').mkdtemp(prefix='aura-'))
+        set_seed(self.cfg.seed)
+        self.acc = _accelerator(self.cfg)
+        self.pad_id = tokenizer.pad_token_id
+        self.train_ds, self.val_ds = train_ds, val_ds
+        loss = _train_loss(self.cfg, train_ds)
+        self.module = TrainModule(model, loss, self.cfg.feed)
+        self.opt = make_optimizer(model, loss, self.cfg)
+        dl = _train_loader(train_ds, self.cfg, self.pad_id, self.acc.num_processes)
+        self.oversampling = dl.oversampling   # what oversampling did, per task (empty when off)
+        self.module, self.opt, self.dl = self.acc.prepare(self.module, self.opt, dl)
+        self.unwrapped = self.acc.unwrap_model(self.module)
+        self.steps_per_epoch = math.ceil(len(self.dl) / self.cfg.grad_accum)
+        self.sched = make_scheduler(self.opt, self.cfg, _total_steps(self.steps_per_epoch, self.cfg))
+        self.state = dict(epoch=0, batch=0, step=0, best=None, best_epoch=None, bad_epochs=0, done=False)
+        self.steps, self.epochs = [], []
+
+# %% ../nbs/05_train.ipynb #9c0df449
+@patch(as_prop=True)
+def ckpt_path(self:Trainer)->Path: # `out_dir/checkpoint.pt`
+    "The resumable checkpoint."
+    return self.out_dir/'checkpoint.pt'
+
+@patch(as_prop=True)
+def best_dir(self:Trainer)->Path: # `out_dir/best_model`
+    "The best epoch's model (`aura.model.save_model`): what evaluation loads."
+    return self.out_dir/'best_model'
+
+@patch(as_prop=True)
+def model(self:Trainer)->nn.Module: # the model being trained, not wrapped for data parallelism
+    "The model."
+    return self.unwrapped.model
+
+@patch(as_prop=True)
+def loss(self:Trainer)->nn.Module: # the multi-task loss with its task weighting
+    "The loss."
+    return self.unwrapped.loss
+
+# %% ../nbs/05_train.ipynb #7f52ab5f
+@patch
+def _save(self:Trainer):
+    "Write the resumable checkpoint: weights, optimizer, schedule, scaler, state, history, RNG states and configuration."
+    self.acc.wait_for_everyone()
+    if self.acc.is_main_process:
+        scaler = self.acc.scaler.state_dict() if self.acc.scaler is not None else None
+        save_checkpoint(self.ckpt_path, module=self.unwrapped.state_dict(), opt=self.opt.state_dict(),
+                        sched=self.sched.state_dict(), scaler=scaler, state=dict(self.state), steps=self.steps,
+                        epochs=self.epochs, rng=_rng_state(), cfg=asdict(self.cfg))
+    self.acc.wait_for_everyone()
+
+# %% ../nbs/05_train.ipynb #fef831ac
+def _config_diff(saved:dict, now:dict)->dict:
+    "Fields whose value differs between a checkpoint's configuration and the run's, field -> (saved, now); except epochs, max_steps, save_every."
+    return {k: (v, now.get(k)) for k, v in saved.items() if k not in ('epochs', 'max_steps', 'save_every') and now.get(k) != v}
+
+# %% ../nbs/05_train.ipynb #eab3ab50
+@patch
+def resume(self:Trainer)->bool: # whether a checkpoint was restored
+    "Restore everything from `checkpoint.pt` in `out_dir`, if there is one."
+    for tmp in self.out_dir.glob(f'.{self.ckpt_path.name}.*.tmp'): tmp.unlink()   # left by a kill during a save
+    if not self.ckpt_path.exists(): return False
+    ck = load_checkpoint(self.ckpt_path)
+    diff = _config_diff(ck['cfg'], asdict(self.cfg))
+    if diff: raise ValueError(f"{self.ckpt_path} was written by a run with another configuration (saved, now): {diff}")
+    self.unwrapped.load_state_dict(ck['module'])
+    self.opt.load_state_dict(ck['opt']); self.sched.load_state_dict(ck['sched'])
+    if ck['scaler'] is not None and self.acc.scaler is not None: self.acc.scaler.load_state_dict(ck['scaler'])
+    self.state, self.steps, self.epochs = dict(ck['state']), list(ck['steps']), list(ck['epochs'])
+    _set_rng_state(ck['rng'])
+    return True
+
+# %% ../nbs/05_train.ipynb #a2976e47
+class NonFiniteLossError(RuntimeError):
+    "A loss became NaN or infinite; the message names the step and the task."
+
+@patch
+def _check_finite(self:Trainer, total, parts):
+    "Raise `NonFiniteLossError` naming the step, the batch and the task(s) when the loss `total` is not finite."
+    if torch.isfinite(total).all(): return
+    bad = [k for k, v in parts.items() if k.startswith('loss_') and torch.is_tensor(v) and not torch.isfinite(v).all()]
+    raise NonFiniteLossError(f"non-finite loss at optimizer step {self.state['step']} (epoch {self.state['epoch']}, batch "
+                             f"{self.state['batch']}) in task(s) {bad or ['total']}; the last good checkpoint is {self.ckpt_path}")
+
+# %% ../nbs/05_train.ipynb #e7044b25
+@patch
+def _check_weights(self:Trainer, rec:dict):
+    "Raise `NonFiniteLossError` naming the task when a task weight `w_<task>` of the step's record `rec` is not a finite number > 0."
+    for t in self.cfg.active_tasks:   # a weight that under- or overflows stops the run, naming the task
+        w = rec.get(f'w_{t}')
+        if w is not None and not (0 < w < float('inf')):
+            why = ('its Kendall log-variance ran away; lower lr_loss' if isinstance(self.loss.weighting, KendallWeighting)
+                   else f'{type(self.loss.weighting).__name__} must give every task a finite weight > 0')
+            raise NonFiniteLossError(f"task weight of {t!r} became {w} at optimizer step {self.state['step']} ({why}); "
+                                     f"the last good checkpoint is {self.ckpt_path}")
+
+# %% ../nbs/05_train.ipynb #a98b82ae
+@patch
+def _log_step(self:Trainer, total, parts:dict,
+              lrs:list|None=None,     # each parameter group's learning rate in this step (default: the current ones)
+              skipped:bool|None=None  # fp16: whether the scaler skipped this step (None: no scaler)
+             ):
+    "Append the record of the optimizer step just taken to `steps`: loss, its parts, σ (Kendall), learning rates, loss scale."
+    rec = {'step': self.state['step'], 'epoch': self.state['epoch'], 'loss': float(total)}
+    for k, v in parts.items(): rec[k] = float(v) if torch.is_tensor(v) or isinstance(v, (int, float)) else v
+    for t in self.cfg.active_tasks:   # a task absent from the batch has no loss (not a loss of 0)
+        if rec.get(f'n_{t}', 1) == 0: rec[f'loss_{t}'] = float('nan')
+    self._check_weights(rec)
+    if hasattr(self.loss.weighting, 'sigmas'):   # σ from the weight used in this step: w = 1/(2σ²)
+        rec.update({f'sigma_{t}': math.sqrt(1 / (2 * rec[f'w_{t}'])) for t in self.cfg.active_tasks if f'w_{t}' in rec})
+    if lrs is None: lrs = [g['lr'] for g in self.opt.param_groups]
+    for g, lr in zip(self.opt.param_groups, lrs): rec[f"lr_{g.get('name', 'group')}"] = lr
+    if skipped is not None: rec.update(loss_scale=self.acc.scaler.get_scale(), skipped=skipped)
+    self.steps.append(rec)
+
+# %% ../nbs/05_train.ipynb #7feda16c
+@patch
+def history(self:Trainer)->tuple: # (one row per optimizer step, one row per epoch)
+    "Per-step and per-epoch history as two DataFrames."
+    return pd.DataFrame(self.steps), pd.DataFrame(self.epochs)
+
+# %% ../nbs/05_train.ipynb #25dd3b72
+@patch
+def _step_skipped(self:Trainer, scale:float|None)->bool|None:
+    "Whether the optimizer step just taken was skipped for an fp16 overflow (`scale`: the loss scale before it; None: no scaler)."
+    if scale is None: return None
+    # Accelerate's flag misses the skips of a fused optimizer: torch's GradScaler hands it found_inf and calls its step,
+    # whose kernel then leaves the weights alone; an overflow always lowers the scale, so that is the test
+    return bool(self.acc.optimizer_step_was_skipped or self.acc.scaler.get_scale() < scale)
+
+# %% ../nbs/05_train.ipynb #76467fe1
+def _merge_micro(micro:list)->tuple:
+    "One optimizer step's `(loss, parts)` from its micro-batches: the mean loss; per task the mean over its labelled rows, their count."
+    if len(micro) == 1: return micro[0]
+    total, parts = torch.stack([t.float() for t, _ in micro]).mean(), dict(micro[-1][1])   # task weights: no step between micro-batches
+    for k in [k for k in parts if k.startswith('n_')]:
+        t, ns = k[2:], [p[k] for _, p in micro]
+        parts[k] = sum(ns)
+        parts[f'loss_{t}'] = sum(float(p[f'loss_{t}']) * n for (_, p), n in zip(micro, ns)) / max(sum(ns), 1)   # 0 when absent
+    return total, parts
+
+# %% ../nbs/05_train.ipynb #b03f73c4
+@patch
+def _micro_step(self:Trainer, b:dict, # a batch of the training loader
+                micro:list            # the optimizer step's (loss, parts) so far: this batch's are appended
+               ):                     # the loss scale before an optimizer step (None: no scaler, or no step yet)
+    "Forward and backward of one batch; on the last batch of an accumulation also clipping and the optimizer step."
+    with self.acc.accumulate(self.module):
+        total, parts = self.module(b)
+        self._check_finite(total, parts); micro.append((total.detach(), parts))
+        self.acc.backward(total)
+        if self.acc.sync_gradients and self.cfg.max_grad_norm: self.acc.clip_grad_norm_(self.module.parameters(), self.cfg.max_grad_norm)
+        scale = self.acc.scaler.get_scale() if self.acc.scaler is not None and self.acc.sync_gradients else None
+        self.opt.step(); self.opt.zero_grad(set_to_none=True)
+    return scale
+
+# %% ../nbs/05_train.ipynb #3f95bb59
+@patch
+def _end_step(self:Trainer, micro:list, # the optimizer step's (loss, parts), one per batch
+              scale,                    # the loss scale before the step (None: no scaler)
+              pbar):                    # progress bar (`update`, `set_postfix`)
+    "Book the optimizer step just taken: step the schedule unless fp16 skipped it, count it, log its record."
+    lrs, skipped = [g['lr'] for g in self.opt.param_groups], self._step_skipped(scale)
+    if not skipped: self.sched.step()
+    total, parts = _merge_micro(micro)
+    self.state['step'] += 1; self._log_step(total, parts, lrs, skipped); pbar.update(1)
+    pbar.set_postfix(loss=f"{float(total):.3f}", refresh=False)
+
+# %% ../nbs/05_train.ipynb #2ff0ebc6
+@patch
+def _train_epoch(self:Trainer, pbar, # progress bar (`update(1)` and `set_postfix` per optimizer step)
+                 n:int|None=None     # stop after this many optimizer steps (None: at the epoch's end or `max_steps`)
+                )->int:              # optimizer steps run
+    "Run the rest of the current epoch (from `state['batch']`), or its next `n` optimizer steps."
+    self.dl.set_epoch(self.state['epoch'])
+    dl = self.acc.skip_first_batches(self.dl, self.state['batch']) if self.state['batch'] else self.dl
+    self.module.train(); micro, done = [], 0
+    for b in dl:
+        scale = self._micro_step(b, micro)
+        self.state['batch'] += 1
+        if not self.acc.sync_gradients: continue
+        self._end_step(micro, scale, pbar); micro, done = [], done + 1
+        if self.cfg.max_steps and self.state['step'] >= self.cfg.max_steps: break
+        if self.cfg.save_every and self.state['step'] % self.cfg.save_every == 0: self._save()
+        if n is not None and done >= n: break
+    return done
+
+# %% ../nbs/05_train.ipynb #c8c49f47
+@patch
+def train_steps(self:Trainer, n:int, # the most optimizer steps to run
+                pbar=None            # progress bar or step clock (`update(1)` and `set_postfix` per step); None: none
+               )->int:               # optimizer steps run: fewer than `n` when the epoch or `max_steps` ends first
+    "Run at most `n` optimizer steps of the current epoch from where the trainer stands, without validation."
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0: raise ValueError(f"n={n!r}: must be an integer >= 0")
+    if self.cfg.max_steps: n = min(n, max(self.cfg.max_steps - self.state['step'], 0))
+    return self._train_epoch(tqdm(disable=True) if pbar is None else pbar, n) if n else 0
+
+# %% ../nbs/05_train.ipynb #f4596d42
+@patch
+def _keep_best(self:Trainer, val:float # the monitor's value this epoch
+              )->bool:                 # whether it is the best so far
+    "Update the early-stopping state with the monitor's value; save the model when it is the best so far."
+    mode = monitors(self.cfg.tasks)[self.cfg.monitor]
+    better = self.state['best'] is None or (val > self.state['best'] if mode == 'max' else val < self.state['best'])
+    if better:
+        self.state.update(best=val, best_epoch=self.state['epoch'], bad_epochs=0)
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process: save_model(self.model, self.best_dir, tokenizer=self.tokenizer)
+    else: self.state['bad_epochs'] += 1
+    return better
+
+# %% ../nbs/05_train.ipynb #07621e1d
+@patch
+def _should_stop(self:Trainer)->bool:
+    "Whether training ends after the epoch just finished: patience used up, the last epoch done, or `max_steps` reached."
+    c, s = self.cfg, self.state
+    return bool((c.patience and s['bad_epochs'] >= c.patience) or s['epoch'] >= c.epochs or (c.max_steps and s['step'] >= c.max_steps))
+
+# %% ../nbs/05_train.ipynb #4d81ad3f
+@patch
+def _end_epoch(self:Trainer)->bool: # whether training should stop
+    "Validate, record, keep the best model, update early stopping, write a checkpoint."
+    m = validate(self.unwrapped, self.val_ds, self.cfg, self.pad_id, self.acc.device)
+    ws = self.loss.weighting.weights()
+    rec = {'epoch': self.state['epoch'], 'step': self.state['step'], **m, **{f'weight_{k}': v for k, v in ws.items()}}
+    rec['best'] = self._keep_best(m[self.cfg.monitor]); self.epochs.append(rec)
+    self.state['epoch'] += 1; self.state['batch'] = 0
+    self.state['done'] = self._should_stop()
+    self._save()
+    return self.state['done']
+
+# %% ../nbs/05_train.ipynb #75401cd1
+def _bar_kw()->dict:
+    "tqdm settings for the training bar: tqdm's own in Jupyter (a widget) and in a terminal; elsewhere a refresh every 30 s at most."
+    # a kernel without ipywidgets (or a log file) keeps every refresh of a text bar as output: hundreds in a papermill report
+    widget = any(c.__module__ == 'tqdm.notebook' for c in tqdm.__mro__)   # tqdm.auto picked the notebook bar
+    return {} if widget or sys.stderr.isatty() else {'mininterval': 30.}
+
+# %% ../nbs/05_train.ipynb #14317ce7
+@patch
+def summary(self:Trainer)->str: # e.g. 'masked: 64 steps in 12 s, loss 0.123, best val_tox_f1 0.950 (epoch 1)'
+    "One line on the training so far: steps, seconds, mean loss of the last epoch, best monitor value and its epoch."
+    ep = self.state['epoch'] - 1 if self.state['batch'] == 0 else self.state['epoch']
+    losses = [r['loss'] for r in self.steps if r['epoch'] == ep]
+    s = f"{self.cfg.paradigm}: {self.state['step']} steps in {getattr(self, 'train_seconds', 0):.0f} s"
+    if losses: s += f", loss {np.mean(losses):.3f}"
+    if self.state['best'] is not None: s += f", best {self.cfg.monitor} {self.state['best']:.3f} (epoch {self.state['best_epoch']})"
+    return s
+
+# %% ../nbs/05_train.ipynb #aefee8ce
+@patch
+def load_best(self:Trainer):
+    "Load the weights of the best epoch (saved in `best_dir`) into the model."
+    best, _ = load_model(self.best_dir)
+    self.model.load_state_dict(best.state_dict())
+
+# %% ../nbs/05_train.ipynb #2e051f0a
+@patch
+def fit(self:Trainer, resume:bool=True # continue from `out_dir/checkpoint.pt` if present
+        )->Trainer:                    # itself, holding the best epoch's weights
+    "Train until the epochs run out or early stopping triggers, then load the best weights back."
+    if resume: self.resume()
+    self.t_start = time.time()
+    total = _total_steps(self.steps_per_epoch, self.cfg)
+    show = not self.quiet and self.acc.is_main_process
+    # leave=False: the bar goes when the run ends and the one-line summary below is what stays in the notebook
+    with tqdm(total=total, initial=self.state['step'], disable=not show, desc=self.cfg.paradigm, leave=False, **_bar_kw()) as pbar:
+        while not self.state['done']:
+            self._train_epoch(pbar)
+            if self._end_epoch(): break
+    self.load_best()
+    self.train_seconds = time.time() - self.t_start
+    if show: print(self.summary())
+    return self

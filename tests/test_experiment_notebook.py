@@ -29,9 +29,26 @@ def test_papermill_tiny_run_writes_a_complete_report(tiny):
     for f in ('config.json', 'env.json', 'history.csv', 'epochs.csv', 'metrics.json', 'predictions/L1_olid.csv', 'best_model/model.safetensors'):
         assert (run/f).is_file(), f
     m = json.loads((run/'metrics.json').read_text())
-    assert m['paradigm'] == 'paired' and set(m['tiers']) == {'L1_olid', 'L2_jigsaw', 'L3_toxigen'}, (m['paradigm'], list(m['tiers']))
-    for t in m['tiers'].values(): assert t['ci_lo'] <= t['macro_f1'] <= t['ci_hi'] and 0 < t['floor'] < 0.5 + 1e-9, t
-    for k in ('delta_f1', 'emotion', 'calibration', 'best_epoch', 'wall_seconds'): assert k in m, k
+    assert (m['schema'], m['paradigm'], m['tasks_name']) == (2, 'paired', 'tox_emo'), (m.get('schema'), m['paradigm'], m.get('tasks_name'))
+    assert list(m['sets']) == ['L1_olid', 'emotion', 'L2_jigsaw', 'L3_toxigen'], list(m['sets'])   # every set of the trained tasks, in table order
+    assert {k: r['task'] for k, r in m['sets'].items()} == {'L1_olid': 'tox', 'emotion': 'emo', 'L2_jigsaw': 'tox', 'L3_toxigen': 'tox'}
+    for k, r in m['sets'].items():
+        t = r['fixed']
+        assert t['ci_lo'] <= t['macro_f1'] <= t['ci_hi'] and 0 < t['floor'] < 0.5 + 1e-9, (k, t)
+        assert ('tuned' in r) == (r['task'] == 'tox'), (k, list(r))   # a tuned threshold for the binary task only
+    for k in ('delta_f1', 'calibration', 'thresholds', 'best_epoch', 'wall_seconds', 'skipped', 'overlap'): assert k in m, k
+    c = json.loads((run/'config.json').read_text())
+    assert (c['eval_sets'], c['task_table']['name']) == ([], 'tox_emo'), (c['eval_sets'], c['task_table'].get('name'))
+
+def test_papermill_eval_sets_choose_what_is_evaluated(tmp_path, papermill):
+    r = papermill('run_experiment', tmp_path/'out.ipynb', tmp_path, paradigm='masked', preset='tiny',
+                  n_boot=100, eval_sets='L1_olid,L3_toxigen', output_dir=str(tmp_path/'outputs'))
+    assert r.error is None, r.error
+    (run,) = list((tmp_path/'outputs').iterdir())
+    m = json.loads((run/'metrics.json').read_text())
+    assert list(m['sets']) == ['L1_olid', 'L3_toxigen'] and 'delta_f1' in m, list(m['sets'])
+    assert sorted(p.name for p in (run/'predictions').iterdir()) == ['L1_olid.csv', 'L3_toxigen.csv']
+    assert json.loads((run/'config.json').read_text())['eval_sets'] == ['L1_olid', 'L3_toxigen']
 
 def test_every_figure_is_a_png_in_the_report_under_agg(tiny):
     r, run = tiny
@@ -55,6 +72,7 @@ def test_training_cell_holds_a_bounded_number_of_outputs(tiny):
 @pytest.mark.parametrize('params, message', [
     (dict(paradigm='joint'), "paradigm='joint'"),
     (dict(data_dir='no/such/folder'), 'no/such/folder'),
+    (dict(eval_sets='L1_olid,L9_mine'), "eval_sets: 'L9_mine' is not an evaluation set"),
 ])
 def test_bad_parameters_fail_before_any_work(tmp_path, papermill, params, message):
     r = papermill('run_experiment', tmp_path/'out.ipynb', tmp_path, preset='tiny', output_dir=str(tmp_path/'outputs'), **params)

@@ -171,7 +171,7 @@ def test_full_disk_fails_before_anything(tiny, outputs, monkeypatch):
 # ---------------------------------------------------------------------------------------------------- bad parameters
 BAD_PARAMS = {
     'unknown paradigm':         (dict(paradigm='joint'), ValueError, "joint"),
-    'unknown parameter':        (dict(learning_rate=1e-3), TypeError, "unknown parameter(s) ['learning_rate']"),
+    'unknown parameter':        (dict(learning_rate=1e-3), TypeError, "unknown parameter 'learning_rate'"),
     'epochs not an int':        (dict(epochs='two'), TypeError, "epochs='two': expected int"),
     'fractional epochs':        (dict(epochs=1.5), TypeError, 'epochs=1.5'),
     'lr not a number':          (dict(lr_encoder='fast'), TypeError, "lr_encoder='fast': expected float"),
