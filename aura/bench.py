@@ -24,17 +24,22 @@ __all__ = ['OP_GROUPS', 'TARGETS', 'peak_rss_mb', 'StepClock', 'window_rates', '
            'plot_bench', 'parse_args', 'main', 'profile_train']
 
 # %% ../nbs/11_bench.ipynb #410982ed
-def peak_rss_mb()->float:
+def peak_rss_mb()->float: # MiB
     "Peak resident memory of this process so far, in MiB (`resource.getrusage`)."
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == 'darwin' else r / 1024   # bytes on macOS, KiB on Linux
 
+# %% ../nbs/11_bench.ipynb #e7b8b2d9
 class StepClock:
     "A progress-bar stand-in that records `time.perf_counter()` at every `update` (one per optimizer step)."
     def __init__(self): self.stamps = []
-    def update(self, n=1): self.stamps.append(time.perf_counter())
-    def set_postfix(self, *a, **k): pass
+    def update(self, n:int=1): # steps done (one stamp per call: the trainer calls `update(1)` per step)
+        "Stamp the time."
+        self.stamps.append(time.perf_counter())
+    def set_postfix(self, *a, **k): # what a bar would display: ignored
+        "Show nothing."
 
+# %% ../nbs/11_bench.ipynb #8a66b9f9
 def window_rates(stamps,          # perf_counter at the end of each step (len = number of steps)
                  counts,          # per-step amount (samples or tokens), same length
                  warmup:int,      # steps not timed (>= 1: the first window starts at the end of step `warmup`)
@@ -63,12 +68,18 @@ def matmul_flops(n:int=2048,     # square matrix size
         t = time.perf_counter(); torch.mm(a, b); ts.append(time.perf_counter() - t)
     return 2 * n**3 / float(np.median(ts))
 
-def non_embedding_params(model:nn.Module)->int:
+# %% ../nbs/11_bench.ipynb #6d3f0487
+def non_embedding_params(model:nn.Module # any model
+                        )->int:          # parameters outside `nn.Embedding` modules
     "Parameters outside `nn.Embedding` modules (the ones that do matmuls)."
     emb = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     return sum(p.numel() for p in model.parameters() if id(p) not in emb)
 
-def train_mfu(tokens_per_s:float, n_params:int, flops:float)->float:
+# %% ../nbs/11_bench.ipynb #3e5e7621
+def train_mfu(tokens_per_s:float, # real (non-pad) tokens trained per second
+              n_params:int,       # non-embedding parameters (`non_embedding_params`)
+              flops:float         # the yardstick: measured matmul FLOP/s (`matmul_flops`)
+             )->float:            # model-FLOPs utilisation, 0..1
     "Model-FLOPs utilisation of training: 6 · n_params · real tokens/s ÷ measured FLOP/s."
     return 6 * n_params * tokens_per_s / flops
 
@@ -76,7 +87,7 @@ def train_mfu(tokens_per_s:float, n_params:int, flops:float)->float:
 def ref_loss(out:dict,          # model output: `<task>_logits` per task
              labels:dict,       # `<task>_label` -> (B,) labels or (B, K) multi-hot, -1 where absent
              table:TaskTable    # the task table
-            )->torch.Tensor:
+            )->torch.Tensor:    # scalar: the sum over tasks of each task's mean loss on its labelled rows
     "Summed masked loss: per task, BCE (binary, multilabel) or cross-entropy (multi-class) on the rows that have its label."
     loss = sum(o.sum() * 0. for o in out.values())     # a graph to backpropagate through even when no row has a label
     for t in table.tasks:
@@ -86,22 +97,38 @@ def ref_loss(out:dict,          # model output: `<task>_logits` per task
         loss = loss + (F.cross_entropy(z[m], y[m]) if t.kind == 'multiclass' else F.binary_cross_entropy_with_logits(z[m], y[m].float()))
     return loss
 
-def pad128(tokenizer, texts, max_length:int=128)->dict:
+# %% ../nbs/11_bench.ipynb #e800b838
+def pad128(tokenizer,            # a Hugging Face tokenizer
+           texts,                # the texts to encode
+           max_length:int=128    # every row's length in tokens
+          )->dict:               # the tokenizer's output as (len(texts), max_length) tensors
     "The partners' tokenization: every text padded (and truncated) to `max_length`."
     return tokenizer(list(texts), padding='max_length', truncation=True, max_length=max_length, return_tensors='pt')
 
-def bench_fixed_pad_train(model:nn.Module, tokenizer, ds:datasets.Dataset, # rows with text and every task's label column
-                          tasks:TaskTable|str='tox_emo', # the task table (the model's heads)
-                          bs:int=16, warmup:int=3, steps:int=10, repeats:int=3,
-                          max_length:int=128, lr:float=5e-5, seed:int=0)->dict:
-    "Samples/s and real tokens/s of the partners' loop (pad to 128, random order, AdamW) over timed windows."
-    table = load_tasks(tasks); names = [t.label for t in table.tasks]
-    n_steps = warmup + steps * repeats
-    set_seed(seed)
-    idx = np.random.default_rng(seed).choice(len(ds), size=min(len(ds), n_steps * bs), replace=False)
+# %% ../nbs/11_bench.ipynb #28ee192b
+def _rates(stamps, samples, tokens, padded, # per-step records: end time, rows, real tokens, padded tokens
+           warmup, steps, repeats)->dict:   # the timing windows (`window_rates`)
+    "Samples/s and real tokens/s over all timed steps and per window, the padding fraction and tokens per sample."
+    sps, tps = window_rates(stamps, samples, warmup, steps, repeats), window_rates(stamps, tokens, warmup, steps, repeats)
+    w = slice(warmup, warmup + steps * repeats)
+    dt = stamps[warmup + steps * repeats - 1] - stamps[warmup - 1]        # all timed steps: the same rows for every contender
+    return dict(samples_per_s=float(np.sum(samples[w]) / dt), tokens_per_s=float(np.sum(tokens[w]) / dt), samples_per_s_repeats=sps,
+                tokens_per_s_repeats=tps, pad_fraction=float(1 - np.sum(tokens[w]) / np.sum(padded[w])),
+                mean_real_tokens_per_sample=float(np.sum(tokens[w]) / np.sum(samples[w])), timed_steps=steps * repeats)
+
+# %% ../nbs/11_bench.ipynb #40502c86
+def _fixed_pad_loader(tokenizer, ds:datasets.Dataset, # rows with text and the label columns
+                      names:list,                     # the label columns, in the order of the batch's tensors
+                      n_rows:int, bs:int, max_length:int, seed:int)->torch.utils.data.DataLoader:
+    "The partners' data: `n_rows` random rows padded to `max_length`, in a shuffled `DataLoader` of `bs` rows."
+    idx = np.random.default_rng(seed).choice(len(ds), size=min(len(ds), n_rows), replace=False)
     sub = ds.select(idx)[:]; enc = pad128(tokenizer, sub['text'], max_length)   # [:]: plain lists (datasets 5 Columns are slow per row)
     tds = torch.utils.data.TensorDataset(enc['input_ids'], enc['attention_mask'], *[torch.tensor(sub[c]) for c in names])
-    dl = torch.utils.data.DataLoader(tds, batch_size=bs, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    return torch.utils.data.DataLoader(tds, batch_size=bs, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+# %% ../nbs/11_bench.ipynb #89de062c
+def _fixed_pad_steps(model:nn.Module, dl, names:list, table:TaskTable, n_steps:int, lr:float)->tuple:
+    "The partners' loop for `n_steps` optimizer steps (AdamW, `loss.item()` per step); per-step end time, rows, real and padded tokens."
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train(); stamps, samples, tokens, padded, running = [], [], [], [], 0.
     while len(stamps) < n_steps:
@@ -112,97 +139,160 @@ def bench_fixed_pad_train(model:nn.Module, tokenizer, ds:datasets.Dataset, # row
             running += loss.item()
             stamps.append(time.perf_counter()); samples.append(len(x)); tokens.append(int(m.sum())); padded.append(m.numel())
             if len(stamps) == n_steps: break
-    return _rates(stamps, samples, tokens, padded, warmup, steps, repeats)
+    return stamps, samples, tokens, padded
 
-def _rates(stamps, samples, tokens, padded, warmup, steps, repeats)->dict:
-    sps, tps = window_rates(stamps, samples, warmup, steps, repeats), window_rates(stamps, tokens, warmup, steps, repeats)
-    w = slice(warmup, warmup + steps * repeats)
-    dt = stamps[warmup + steps * repeats - 1] - stamps[warmup - 1]        # all timed steps: the same rows for every contender
-    return dict(samples_per_s=float(np.sum(samples[w]) / dt), tokens_per_s=float(np.sum(tokens[w]) / dt), samples_per_s_repeats=sps,
-                tokens_per_s_repeats=tps, pad_fraction=float(1 - np.sum(tokens[w]) / np.sum(padded[w])),
-                mean_real_tokens_per_sample=float(np.sum(tokens[w]) / np.sum(samples[w])), timed_steps=steps * repeats)
+# %% ../nbs/11_bench.ipynb #4386eeaf
+def bench_fixed_pad_train(model:nn.Module,  # trained in place
+                          tokenizer,        # its tokenizer
+                          ds:datasets.Dataset, # rows with text and every task's label column
+                          tasks:TaskTable|str='tox_emo', # the task table (the model's heads)
+                          bs:int=16,        # batch size
+                          warmup:int=3,     # untimed steps first
+                          steps:int=10,     # steps per timed window
+                          repeats:int=3,    # timed windows
+                          max_length:int=128, # every row's padded length
+                          lr:float=5e-5,    # AdamW learning rate
+                          seed:int=0        # rows, their order and the weights' randomness
+                         )->dict:           # `_rates` of the timed steps
+    "Samples/s and real tokens/s of the partners' loop (pad to 128, random order, AdamW) over timed windows."
+    table = load_tasks(tasks); names = [t.label for t in table.tasks]
+    n_steps = warmup + steps * repeats
+    set_seed(seed)
+    dl = _fixed_pad_loader(tokenizer, ds, names, n_steps * bs, bs, max_length, seed)
+    return _rates(*_fixed_pad_steps(model, dl, names, table, n_steps, lr), warmup, steps, repeats)
 
 # %% ../nbs/11_bench.ipynb #7d2f1e79
-def _count_hook(samples, tokens, padded):
+def _count_hook(samples:list, tokens:list, padded:list): # lists to append each batch's rows, real tokens, padded tokens to
+    "A forward pre-hook (`with_kwargs=True`) recording each batch's size from its `attention_mask`."
     def hook(mod, args, kwargs):
         b = args[0] if args else kwargs.get('batch', kwargs)
         m = b['attention_mask']; samples.append(m.shape[0]); tokens.append(int(m.sum())); padded.append(m.numel())
     return hook
 
-def aura_trainer(model:nn.Module, tokenizer, train_tok:datasets.Dataset,
+# %% ../nbs/11_bench.ipynb #92461549
+def aura_trainer(model:nn.Module,              # the model to train (in place)
+                 tokenizer,                     # its tokenizer
+                 train_tok:datasets.Dataset,    # tokenized training rows; their first 8 stand in for a validation set
                  tasks:TaskTable|str='tox_emo', # the task table (the model's heads, the rows' label columns)
-                 bs:int=16, max_steps:int=0, epochs:int=1, seed:int=0,
+                 bs:int=16,                     # batch size
+                 max_steps:int=0,               # `TrainConfig.max_steps` (0: no limit)
+                 epochs:int=1,                  # `TrainConfig.epochs`
+                 seed:int=0,                    # `TrainConfig.seed`
                  **cfg                          # other `TrainConfig` fields
-                )->Trainer:
+                )->Trainer:                     # quiet, its `run_dir` a fresh temporary folder for the caller to remove
     "An `aura.train.Trainer` with default settings except `tasks`, `bs`, `max_steps`, `epochs`, and no periodic checkpoints."
     cfg = TrainConfig(bs=bs, max_steps=max_steps, epochs=epochs, save_every=0, seed=seed, tasks=tasks, **cfg)
-    out = Path(tempfile.mkdtemp(prefix='aura-bench-'))
-    return Trainer(model, tokenizer, train_tok, train_tok.select(range(min(8, len(train_tok)))), cfg, out_dir=out, quiet=True)
+    run_dir = Path(tempfile.mkdtemp(prefix='aura-bench-'))
+    return Trainer(model, tokenizer, train_tok, train_tok.select(range(min(8, len(train_tok)))), cfg, run_dir=run_dir, quiet=True)
 
-def run_steps(tr:Trainer, n:int)->StepClock:
+# %% ../nbs/11_bench.ipynb #28a8d817
+def run_steps(tr:Trainer, # the trainer; it is left where the steps end (its `state`: step, epoch, batch)
+              n:int       # optimizer steps to run, across epochs if needed
+             )->StepClock: # the time at the end of each step in its `stamps`
     "Run `n` optimizer steps of `tr` (across epochs if needed) without validation; return the step clock."
-    clock = StepClock(); tr.cfg.max_steps = tr.state['step'] + n
-    while tr.state['step'] < tr.cfg.max_steps:
-        b0 = tr.state['step']; tr._train_epoch(clock)
-        if tr.state['step'] < tr.cfg.max_steps: tr.state['epoch'] += 1; tr.state['batch'] = 0
-        if tr.state['step'] == b0: raise RuntimeError("an epoch produced no optimizer step (empty training set?)")
+    if tr.cfg.max_steps and tr.state['step'] + n > tr.cfg.max_steps:
+        raise ValueError(f"n={n}: the trainer stops at max_steps={tr.cfg.max_steps}, {tr.cfg.max_steps - tr.state['step']} steps from here")
+    clock, left = StepClock(), n
+    while left:
+        fresh = tr.state['batch'] == 0
+        ran = tr.train_steps(left, clock); left -= ran
+        if left and ran == 0 and fresh: raise RuntimeError("an epoch produced no optimizer step (empty training set?)")
+        if left: tr.next_epoch()                  # the next epoch, as `fit` moves on after validation
     return clock
 
-def bench_aura_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=10,
-                     repeats:int=3, seed:int=0,
-                     **cfg                  # `aura_trainer` / `TrainConfig` settings, e.g. tasks, paradigm, precision
-                    )->dict:
+# %% ../nbs/11_bench.ipynb #dd291cb9
+def bench_aura_train(model:nn.Module,          # trained in place
+                     tokenizer,                 # its tokenizer
+                     train_tok:datasets.Dataset, # tokenized training rows
+                     bs:int=16,                 # batch size
+                     warmup:int=3,              # untimed steps first
+                     steps:int=10,              # steps per timed window
+                     repeats:int=3,             # timed windows
+                     seed:int=0,                # `TrainConfig.seed`
+                     **cfg                      # `aura_trainer` / `TrainConfig` settings, e.g. tasks, paradigm, precision
+                    )->dict:                    # `_rates` of the timed steps
     "Samples/s and real tokens/s of `aura.train.Trainer` steps over timed windows after warm-up."
     tr = aura_trainer(model, tokenizer, train_tok, bs=bs, seed=seed, **cfg)
     samples, tokens, padded = [], [], []
     h = tr.module.register_forward_pre_hook(_count_hook(samples, tokens, padded), with_kwargs=True)
     try: clock = run_steps(tr, warmup + steps * repeats)
-    finally: h.remove(); shutil.rmtree(tr.out_dir, ignore_errors=True)
+    finally: h.remove(); shutil.rmtree(tr.run_dir, ignore_errors=True)
     return _rates(clock.stamps, samples, tokens, padded, warmup, steps, repeats)
 
 # %% ../nbs/11_bench.ipynb #f1c76283
 class HFWrap(nn.Module):
     "aura's model as a Hugging Face `Trainer` model: the summed masked loss (`ref_loss`) given `<task>_label` columns, else every head's logits."
     accepts_loss_kwargs = False   # the loss is the model's own: `Trainer` must not pass `num_items_in_batch`
-    def __init__(self, model:nn.Module, tasks:TaskTable|str='tox_emo'): super().__init__(); self.model, self.table = model, load_tasks(tasks)
-    def forward(self, input_ids, attention_mask, length=None, **labels):
+    def __init__(self, model:nn.Module,            # aura's model
+                 tasks:TaskTable|str='tox_emo'):   # the task table (the model's heads, the label columns)
+        super().__init__(); self.model, self.table = model, load_tasks(tasks)
+    def forward(self, input_ids, attention_mask,   # a padded batch
+                length=None,                       # the `length` column: not used
+                **labels                           # `<task>_label` tensors; other keywords are ignored
+               )->dict:                            # `loss` and the first task's `logits`; without labels every `<task>_logits`
+        "The loss on the batch's labels, or every head's logits."
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         labels = {k: v for k, v in labels.items() if k in {t.label for t in self.table.tasks} and v is not None}
         if not labels: return {t.logits: out[t.logits] for t in self.table.tasks}
         return {'loss': ref_loss(out, labels, self.table), 'logits': out[self.table.tasks[0].logits]}
 
-def bench_hf_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset,
-                   tasks:TaskTable|str='tox_emo', # the task table (its label columns are the `label_names`)
-                   bs:int=16, warmup:int=3, steps:int=10,
-                   repeats:int=3, seed:int=0, lr:float=5e-5, strategy:str='group_by_length',
-                   precision:str='no')->dict:  # 'bf16': `TrainingArguments(bf16=True)` (autocast on the CPU)
-    "Samples/s and real tokens/s of `transformers.Trainer` (dynamic padding, `train_sampling_strategy=strategy`)."
-    from transformers import Trainer as HFTrainer, TrainingArguments, TrainerCallback, DataCollatorWithPadding
+# %% ../nbs/11_bench.ipynb #b3e2fe86
+@contextlib.contextmanager
+def _hf_quiet():
+    "transformers' logging at error level inside the block (its warnings about CPU-only settings are noise here)."
     from transformers.utils import logging as hl
-    table = load_tasks(tasks); labels = [t.label for t in table.tasks]; stamps = []
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw): stamps.append(time.perf_counter())
-    n = warmup + steps * repeats
-    out = tempfile.mkdtemp(prefix='aura-bench-hf-')
-    args = TrainingArguments(output_dir=out, per_device_train_batch_size=bs, max_steps=n, learning_rate=lr, report_to=[],
+    v = hl.get_verbosity(); hl.set_verbosity_error()
+    try: yield
+    finally: hl.set_verbosity(v)
+
+# %% ../nbs/11_bench.ipynb #95662158
+def _hf_train_args(output_dir:str, bs:int, max_steps:int, lr:float, strategy:str, seed:int,
+                   labels:list, precision:str): # the label columns; 'bf16' or 'no'
+    "`TrainingArguments` of `Trainer` at its fastest here: CPU, no evaluation, saving or logging, `strategy` sampling by `length`."
+    from transformers import TrainingArguments
+    return TrainingArguments(output_dir=output_dir, per_device_train_batch_size=bs, max_steps=max_steps, learning_rate=lr, report_to=[],
                              save_strategy='no', eval_strategy='no', logging_strategy='no', use_cpu=True, disable_tqdm=True,
                              train_sampling_strategy=strategy, length_column_name='length', dataloader_num_workers=0, seed=seed,
                              label_names=labels, bf16=precision == 'bf16')
+
+# %% ../nbs/11_bench.ipynb #b82dd88b
+def bench_hf_train(model:nn.Module,              # trained in place (wrapped in `HFWrap`)
+                   tokenizer,                     # its tokenizer
+                   train_tok:datasets.Dataset,    # tokenized training rows
+                   tasks:TaskTable|str='tox_emo', # the task table (its label columns are the `label_names`)
+                   bs:int=16,                     # batch size
+                   warmup:int=3,                  # untimed steps first
+                   steps:int=10,                  # steps per timed window
+                   repeats:int=3,                 # timed windows
+                   seed:int=0,                    # `TrainingArguments.seed`
+                   lr:float=5e-5,                 # learning rate
+                   strategy:str='group_by_length', # `train_sampling_strategy`
+                   precision:str='no'             # 'bf16': `TrainingArguments(bf16=True)` (autocast on the CPU)
+                  )->dict:                        # `_rates` of the timed steps, with `optim`, the strategy and the precision
+    "Samples/s and real tokens/s of `transformers.Trainer` (dynamic padding, `train_sampling_strategy=strategy`)."
+    from transformers import Trainer as HFTrainer, TrainerCallback, DataCollatorWithPadding
+    table = load_tasks(tasks); labels = [t.label for t in table.tasks]; stamps = []
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw): stamps.append(time.perf_counter())
+    output_dir = tempfile.mkdtemp(prefix='aura-bench-hf-')
+    args = _hf_train_args(output_dir, bs, warmup + steps * repeats, lr, strategy, seed, labels, precision)
     w = HFWrap(model, table); samples, tokens, padded = [], [], []
     h = w.register_forward_pre_hook(_count_hook(samples, tokens, padded), with_kwargs=True)
-    v = hl.get_verbosity(); hl.set_verbosity_error()
     try:
-        t = HFTrainer(model=w, args=args, train_dataset=train_tok.select_columns(['input_ids', 'length', *labels]),
-                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, callbacks=[Clock()])
-        t.train()
-    finally: h.remove(); hl.set_verbosity(v); shutil.rmtree(out, ignore_errors=True)
+        with _hf_quiet():
+            HFTrainer(model=w, args=args, train_dataset=train_tok.select_columns(['input_ids', 'length', *labels]),
+                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, callbacks=[Clock()]).train()
+    finally: h.remove(); shutil.rmtree(output_dir, ignore_errors=True)
     res = _rates(stamps, samples, tokens, padded, warmup, steps, repeats)
-    res['optim'] = str(args.optim); res['train_sampling_strategy'] = strategy; res['precision'] = precision
-    return res
+    return {**res, 'optim': str(args.optim), 'train_sampling_strategy': strategy, 'precision': precision}
 
 # %% ../nbs/11_bench.ipynb #e3c08acd
 @torch.inference_mode()
-def predict_fixed_pad(model:nn.Module, enc:dict, bs:int=16, precision:str='no')->dict:
+def predict_fixed_pad(model:nn.Module, # any model returning `<task>_logits`
+                      enc:dict,        # `pad128` output
+                      bs:int=16,       # rows per batch
+                      precision:str='no' # 'bf16': CPU autocast
+                     )->dict:          # every head's logits as float32 arrays, in row order
     "Every head's logits for rows already padded to a fixed length (`pad128` output), in dataset order; `precision='bf16'`: CPU autocast."
     was = model.training; model.eval()
     amp = torch.autocast('cpu', dtype=torch.bfloat16) if precision == 'bf16' else contextlib.nullcontext()
@@ -211,21 +301,26 @@ def predict_fixed_pad(model:nn.Module, enc:dict, bs:int=16, precision:str='no')-
     finally: model.train(was)
     return {k: torch.cat([o[k] for o in outs]).float().numpy() for k in outs[0]}
 
-def hf_predictor(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, bs:int=16, precision:str='no',
-                 tasks:TaskTable|str='tox_emo'): # the task table (the model's heads)
+# %% ../nbs/11_bench.ipynb #3c0e7bbf
+def hf_predictor(model:nn.Module,              # any model returning `<task>_logits`
+                 tokenizer,                     # its tokenizer
+                 eval_tok:datasets.Dataset,     # tokenized rows (input_ids)
+                 bs:int=16,                     # `per_device_eval_batch_size`
+                 precision:str='no',            # 'bf16': `TrainingArguments(bf16=True)`
+                 tasks:TaskTable|str='tox_emo'  # the task table (the model's heads)
+                ):                              # a function of no arguments returning every `<task>_logits` as float32 arrays
     "A function returning every head's logits from `transformers.Trainer.predict` (dataset order, each batch padded to its longest row)."
     from transformers import Trainer as HFTrainer, TrainingArguments, DataCollatorWithPadding
-    from transformers.utils import logging as hl
-    out = tempfile.mkdtemp(prefix='aura-bench-hfp-')
-    args = TrainingArguments(output_dir=out, per_device_eval_batch_size=bs, report_to=[], use_cpu=True, disable_tqdm=True,
+    output_dir = tempfile.mkdtemp(prefix='aura-bench-hfp-')
+    args = TrainingArguments(output_dir=output_dir, per_device_eval_batch_size=bs, report_to=[], use_cpu=True, disable_tqdm=True,
                              dataloader_num_workers=0, bf16=precision == 'bf16')
     table = load_tasks(tasks)
     t = HFTrainer(model=HFWrap(model, table), args=args, data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
     ds = eval_tok.select_columns(['input_ids'])
     def run():
-        v = hl.get_verbosity(); hl.set_verbosity_error()
-        try: preds = t.predict(ds).predictions
-        finally: hl.set_verbosity(v); shutil.rmtree(out, ignore_errors=True)
+        try:
+            with _hf_quiet(): preds = t.predict(ds).predictions
+        finally: shutil.rmtree(output_dir, ignore_errors=True)
         preds = preds if isinstance(preds, tuple) else (preds,)
         return {x.logits: np.asarray(p, np.float32).reshape(-1) if x.kind == 'binary' else np.asarray(p, np.float32) for x, p in zip(table.tasks, preds)}
     return run
@@ -235,18 +330,16 @@ def _decisions(task, z:np.ndarray)->np.ndarray:
     "A head's decisions from its logits at the default rule: logit > 0 (binary, per class for multilabel) or the argmax."
     return z.argmax(-1) if task.kind == 'multiclass' else (z > 0)
 
+# %% ../nbs/11_bench.ipynb #7c7957be
 def _agree(a:dict, b:dict, table:TaskTable)->dict:
     "How far two prediction dicts are apart: largest logit difference, and per task the items whose decision differs."
     ch = {t.name: int(np.asarray(_decisions(t, a[t.logits]) != _decisions(t, b[t.logits])).reshape(len(a[t.logits]), -1).any(1).sum()) for t in table.tasks}
     return dict(max_abs_dlogit=float(max(np.abs(a[t.logits] - b[t.logits]).max(initial=0) for t in table.tasks)), changes=ch)
 
-def bench_eval(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, # tokenized rows (input_ids, text)
-               tasks:TaskTable|str='tox_emo', # the task table (the model's heads)
-               bs:int=16, repeats:int=3,
-               bf16:bool=True)->dict: # also time both paths under bf16 autocast
-    "Samples/s of `aura.evaluate.predict` as configured by default, of the same at `bs` rows per batch, and of padding to 128 at `bs`; fp32 and bf16."
-    table = load_tasks(tasks)
-    enc = pad128(tokenizer, eval_tok[:]['text']); n = len(eval_tok); pad = tokenizer.pad_token_id
+# %% ../nbs/11_bench.ipynb #ff235735
+def _eval_paths(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, table:TaskTable, bs:int, bf16:bool)->dict:
+    "The prediction paths `bench_eval` times, by name, each a function of no arguments returning every head's logits."
+    enc = pad128(tokenizer, eval_tok[:]['text']); pad = tokenizer.pad_token_id
     paths = {'aura': lambda: predict(model, eval_tok, pad_token_id=pad),                          # token-budget batches
              'aura_same_bs': lambda: predict(model, eval_tok, bs=bs, max_tokens=None, pad_token_id=pad), # sorted, `bs` rows
              'fixed_pad': lambda: predict_fixed_pad(model, enc, bs),
@@ -254,18 +347,42 @@ def bench_eval(model:nn.Module, tokenizer, eval_tok:datasets.Dataset, # tokenize
     if bf16: paths.update(aura_bf16=lambda: predict(model, eval_tok, pad_token_id=pad, precision='bf16'),
                           fixed_pad_bf16=lambda: predict_fixed_pad(model, enc, bs, precision='bf16'),
                           hf_trainer_bf16=hf_predictor(model, tokenizer, eval_tok, bs, precision='bf16', tasks=table))
-    outs = {k: f() for k, f in paths.items()}      # one untimed pass each: warm-up, and the outputs to compare
-    agree = {k: _agree(outs['aura'], outs[k], table) for k in paths if k != 'aura'}
+    return paths
+
+# %% ../nbs/11_bench.ipynb #08e50370
+def _time_paths(paths:dict, repeats:int)->dict:
+    "Seconds of each path in `repeats` rounds; a round runs every path once, in turn, so a change of load hits all of them."
     ts = {k: [] for k in paths}
     for _ in range(repeats):
         for k, f in paths.items(): t = time.perf_counter(); f(); ts[k].append(time.perf_counter() - t)
+    return ts
+
+# %% ../nbs/11_bench.ipynb #8bf7a0b6
+def bench_eval(model:nn.Module,              # the model (not trained)
+               tokenizer,                     # its tokenizer
+               eval_tok:datasets.Dataset,     # tokenized rows (input_ids, text)
+               tasks:TaskTable|str='tox_emo', # the task table (the model's heads)
+               bs:int=16,                     # rows per batch of the fixed-padding and `Trainer.predict` paths
+               repeats:int=3,                 # timed passes (after one untimed pass)
+               bf16:bool=True                 # also time every path under bf16 autocast
+              )->dict:                        # `<path>_samples_per_s` (median), per pass, rows, tokens a row, agreement with aura fp32
+    "Samples/s of `aura.evaluate.predict` as configured by default, of the same at `bs` rows per batch, and of padding to 128 at `bs`; fp32 and bf16."
+    table = load_tasks(tasks); n = len(eval_tok)
+    paths = _eval_paths(model, tokenizer, eval_tok, table, bs, bf16)
+    outs = {k: f() for k, f in paths.items()}      # one untimed pass each: warm-up, and the outputs to compare
+    agree = {k: _agree(outs['aura'], outs[k], table) for k in paths if k != 'aura'}
+    ts = _time_paths(paths, repeats)
     lens = np.asarray(eval_tok[:]['length'])
     return {**{f'{k}_samples_per_s': float(n / np.median(v)) for k, v in ts.items()},
             **{f'{k}_samples_per_s_repeats': [n / t for t in v] for k, v in ts.items()},
             'rows': n, 'mean_real_tokens_per_sample': float(lens.mean()), 'agreement_with_aura_fp32': agree}
 
 # %% ../nbs/11_bench.ipynb #2b9235d2
-def bench_data_prep(ds:datasets.Dataset, tokenizer, max_length:int=128, repeats:int=3)->dict:
+def bench_data_prep(ds:datasets.Dataset,  # raw rows (text and labels)
+                    tokenizer,            # the tokenizer
+                    max_length:int=128,   # truncation length
+                    repeats:int=3         # warm passes; their median is reported
+                   )->dict:               # rows, cold_s, warm_s, warm_s_repeats, speedup (cold / warm)
     "Seconds of `tokenize_dataset` with a fresh cache (cold) and a filled one (warm), and their ratio."
     with tempfile.TemporaryDirectory(prefix='aura-bench-tok-') as c:
         t = time.perf_counter(); cold = tokenize_dataset(ds, tokenizer, max_length=max_length, cache_dir=c); t_cold = time.perf_counter() - t
@@ -278,25 +395,34 @@ def bench_data_prep(ds:datasets.Dataset, tokenizer, max_length:int=128, repeats:
     if not same: raise RuntimeError("bench_data_prep: the cached tokenization differs from the fresh one")
     return dict(rows=len(ds), cold_s=t_cold, warm_s=t_warm, warm_s_repeats=warm_ts, speedup=t_cold / t_warm)
 
+# %% ../nbs/11_bench.ipynb #6df2173d
+def _epoch_cost(model:nn.Module, tokenizer, sub:datasets.Dataset, bs:int, max_epoch_steps:int|None, seed:int, **cfg)->dict:
+    "One training-set size: build a trainer on a copy of `model`, time its epoch's steps (at most `max_epoch_steps`), extrapolate."
+    gc.collect()
+    t = time.perf_counter(); tr = aura_trainer(copy.deepcopy(model), tokenizer, sub, bs=bs, seed=seed, **cfg); setup = time.perf_counter() - t
+    n = tr.steps_per_epoch; k = n if not max_epoch_steps else min(n, max_epoch_steps)
+    t = time.perf_counter(); run_steps(tr, k); steps_s = time.perf_counter() - t
+    shutil.rmtree(tr.run_dir, ignore_errors=True); del tr
+    return dict(rows=len(sub), steps_per_epoch=n, steps_timed=k, fraction_timed=k / n, extrapolated=k < n,
+                setup_s=setup, steps_s=steps_s, epoch_s=setup + steps_s * n / k)
+
 # %% ../nbs/11_bench.ipynb #79acbbb8
-def bench_epochs(model:nn.Module, tokenizer, train_tok:datasets.Dataset,
-                 rows=(1000, 4000, 16000), # training-set sizes
-                 bs:int=16, max_epoch_steps:int|None=None, # None: always the full epoch
-                 seed:int=0,
-                 **cfg                     # `aura_trainer` settings (tasks, ...)
-                )->dict:                   # rows (as str) -> timing record
+def bench_epochs(model:nn.Module,          # copied for each size
+                 tokenizer,                 # its tokenizer
+                 train_tok:datasets.Dataset, # tokenized training rows to draw each size from
+                 rows=(1000, 4000, 16000),  # training-set sizes
+                 bs:int=16,                 # batch size
+                 max_epoch_steps:int|None=None, # None: always the full epoch
+                 seed:int=0,                # the rows drawn, and `TrainConfig.seed`
+                 **cfg                      # `aura_trainer` settings (tasks, ...)
+                )->dict:                    # rows (as str) -> timing record
     "Seconds per training epoch (setup + steps, no validation) at each training-set size."
+    too_many = [r for r in rows if r > len(train_tok)]
+    if too_many: raise ValueError(f"rows={too_many[0]}: only {len(train_tok)} training rows are available")
     out = {}
     for r in rows:
-        if r > len(train_tok): raise ValueError(f"rows={r}: only {len(train_tok)} training rows are available")
         sub = train_tok.select(np.sort(np.random.default_rng(seed).choice(len(train_tok), r, replace=False))).flatten_indices()
-        gc.collect()
-        t = time.perf_counter(); tr = aura_trainer(copy.deepcopy(model), tokenizer, sub, bs=bs, seed=seed, **cfg); setup = time.perf_counter() - t
-        n = tr.steps_per_epoch; k = n if not max_epoch_steps else min(n, max_epoch_steps)
-        t = time.perf_counter(); run_steps(tr, k); steps_s = time.perf_counter() - t
-        shutil.rmtree(tr.out_dir, ignore_errors=True); del tr
-        out[str(r)] = dict(rows=r, steps_per_epoch=n, steps_timed=k, fraction_timed=k / n, extrapolated=k < n,
-                           setup_s=setup, steps_s=steps_s, epoch_s=setup + steps_s * n / k)
+        out[str(r)] = _epoch_cost(model, tokenizer, sub, bs, max_epoch_steps, seed, **cfg)
     return out
 
 # %% ../nbs/11_bench.ipynb #10bf1f20
@@ -305,15 +431,35 @@ OP_GROUPS = {'matmul': ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm')
              'optimizer': ('Optimizer.step#AdamW.step', 'aten::_fused_adamw_'),
              'clipping': ('aten::_foreach_norm', 'aten::linalg_vector_norm', 'aten::_foreach_mul_')}
 
-def _group_of(e, lookup):
+def _group_of(e, lookup:dict)->str:
+    "The group of a profiler event: that of the nearest enclosing operator (itself first) named in `lookup`, else 'other operators'."
     while e is not None:
         g = lookup.get(e.name)
         if g: return g
         e = e.cpu_parent
     return 'other operators'
 
-def step_breakdown(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=20,
-                   seed:int=0, **cfg)->dict:
+# %% ../nbs/11_bench.ipynb #ff8828ca
+def _step_shares(events, wall:float, steps:int)->dict:
+    "Per step and as shares of `wall`: the profiled self CPU time of each operator group, and the rest (Python outside operators)."
+    lookup = {n: g for g, names in OP_GROUPS.items() for n in names}
+    sec = {g: 0. for g in [*OP_GROUPS, 'other operators']}
+    for e in events:
+        if e.device_type.name == 'CPU': sec[_group_of(e, lookup)] += e.self_cpu_time_total / 1e6
+    sec['python (outside operators)'] = max(wall - sum(sec.values()), 0.)
+    return dict(wall_s=wall, steps=steps, ms_per_step={k: 1e3 * v / steps for k, v in sec.items()},
+                share={k: v / wall for k, v in sec.items()})
+
+# %% ../nbs/11_bench.ipynb #0768758d
+def step_breakdown(model:nn.Module,          # trained in place
+                   tokenizer,                 # its tokenizer
+                   train_tok:datasets.Dataset, # tokenized training rows
+                   bs:int=16,                 # batch size
+                   warmup:int=3,              # unprofiled steps first
+                   steps:int=20,              # profiled steps
+                   seed:int=0,                # `TrainConfig.seed`
+                   **cfg                      # `aura_trainer` settings (tasks, ...)
+                  )->dict:                    # wall_s, steps, ms_per_step and share by group
     "Seconds and shares of `steps` profiled aura training steps by operator group (`OP_GROUPS`), other operators and Python."
     from torch.profiler import profile, ProfilerActivity
     tr = aura_trainer(model, tokenizer, train_tok, bs=bs, seed=seed, **cfg)
@@ -321,21 +467,16 @@ def step_breakdown(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:in
         run_steps(tr, warmup)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t = time.perf_counter(); run_steps(tr, steps); wall = time.perf_counter() - t
-    finally: shutil.rmtree(tr.out_dir, ignore_errors=True)
-    lookup = {n: g for g, names in OP_GROUPS.items() for n in names}
-    sec = {g: 0. for g in [*OP_GROUPS, 'other operators']}
-    for e in prof.events():
-        if e.device_type.name == 'CPU': sec[_group_of(e, lookup)] += e.self_cpu_time_total / 1e6
-    sec['python (outside operators)'] = max(wall - sum(sec.values()), 0.)
-    return dict(wall_s=wall, steps=steps, ms_per_step={k: 1e3 * v / steps for k, v in sec.items()},
-                share={k: v / wall for k, v in sec.items()})
+    finally: shutil.rmtree(tr.run_dir, ignore_errors=True)
+    return _step_shares(prof.events(), wall, steps)
 
 # %% ../nbs/11_bench.ipynb #75658b74
 TARGETS = {'train_speedup_vs_fixed_pad': ('>=', 3.0), 'train_speedup_vs_hf_trainer': ('>=', 1.1),
            'eval_speedup_vs_fixed_pad': ('>=', 3.0), 'train_mfu': ('>=', 0.45), 'data_prep_speedup': ('>=', 10.0),
            'epoch_cost_ratio_max_vs_min_rows': ('<=', 17.0)}
 
-def check_targets(res:dict)->dict:
+def check_targets(res:dict # `run_bench` results, or any dict with the targets' values
+                 )->dict:  # target name -> {value, op, bound, pass}
     "Each target as {value, op, bound, pass}; a missing value fails."
     out = {}
     for k, (op, bound) in TARGETS.items():
@@ -344,23 +485,192 @@ def check_targets(res:dict)->dict:
         out[k] = dict(value=v, op=op, bound=bound, **{'pass': bool(ok)})
     return out
 
+# %% ../nbs/11_bench.ipynb #1a1600a3
+def _data_source(data_dir)->tuple: # (the folder to read, or None for the bundled samples; its description)
+    "Resolve `data_dir` ('auto': the shared data folder if there is one) and describe where the rows come from."
+    if data_dir == 'auto':
+        data_dir = shared_data_dir()
+        return data_dir, (f'full data folder {data_dir}' if data_dir else 'bundled samples (shared data folder not found)')
+    return data_dir, (f'data folder {data_dir}' if data_dir else 'bundled samples')
+
 # %% ../nbs/11_bench.ipynb #0993ebab
 def load_bench_data(data_dir='auto',                 # 'auto': `shared_data_dir()` else the bundled samples; None: bundled samples
                     tasks:TaskTable|str='tox_emo'    # the task table
                    )->tuple:                         # (train rows, eval rows with a `set` column, description of the data)
     "The training rows of a task table and the evaluation sets of its main task, concatenated (`aura.sources.load_table`)."
     from aura.sources import load_table
-    if data_dir == 'auto':
-        data_dir = shared_data_dir(); src = f'full data folder {data_dir}' if data_dir else 'bundled samples (shared data folder not found)'
-    else: src = f'data folder {data_dir}' if data_dir else 'bundled samples'
+    data_dir, src = _data_source(data_dir)
     table = load_tasks(tasks)
     d = load_table(table, data_dir, eval_sets=[k for k, (t, _) in table.eval_sets().items() if t == table.main])
     ev = datasets.concatenate_datasets([x.add_column('set', [k] * len(x)) for k, x in d.eval.items()])
     return d.train, ev, src
 
+# %% ../nbs/11_bench.ipynb #6222c3f5
 def _subset(ds, n, seed=0):
+    "`n` random rows of `ds`, in their order (all of `ds` when `n` is None or not smaller)."
     return ds if n is None or n >= len(ds) else ds.select(np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False))).flatten_indices()
 
+# %% ../nbs/11_bench.ipynb #57acb19c
+def _bench_inputs(table:TaskTable, data_dir, backbone:str, prep_rows, eval_rows, seed:int, say)->dict:
+    "The rows (train, ev, src), the tokenizer (tok), the tokenization timing (prep) and the tokenized rows (train_tok, ev_tok)."
+    train, ev, src = load_bench_data(data_dir, table); say(f'data: {src}: {len(train)} training rows, {len(ev)} evaluation rows')
+    tok = load_tokenizer(backbone)
+    prep = bench_data_prep(_subset(train, prep_rows, seed), tok); say(f"tokenize: cold {prep['cold_s']:.2f}s, warm {prep['warm_s']:.3f}s")
+    train_tok = tokenize_dataset(train, tok, max_length=128)
+    ev_tok = tokenize_dataset(_subset(ev, eval_rows, seed), tok, max_length=128)
+    return dict(train=train, ev=ev, src=src, tok=tok, prep=prep, train_tok=train_tok, ev_tok=ev_tok)
+
+# %% ../nbs/11_bench.ipynb #8d972a1d
+def _yardsticks(bf16:bool, say, rss:dict, n:int=2048)->tuple:
+    "The fp32 matmul FLOP/s (peak RSS then into `rss['data']`) and, if `bf16`, the bf16 one (else None)."
+    flops = matmul_flops(n); say(f'matmul: {flops/1e9:.1f} GFLOP/s'); rss['data'] = peak_rss_mb()
+    flops16 = matmul_flops(n, dtype=torch.bfloat16) if bf16 else None
+    if bf16: say(f'matmul bf16: {flops16/1e9:.1f} GFLOP/s')
+    return flops, flops16
+
+# %% ../nbs/11_bench.ipynb #e64a5302
+def _train_pool(train:datasets.Dataset, train_tok:datasets.Dataset, n:int, seed:int)->tuple:
+    "The same `n` random training rows, raw and tokenized: what every training contender's steps go through once."
+    pool = np.sort(np.random.default_rng(seed).choice(len(train), min(len(train), n), replace=False))
+    return train.select(pool).flatten_indices(), train_tok.select(pool).flatten_indices()
+
+# %% ../nbs/11_bench.ipynb #82d79197
+_AURA_SAME = dict(task_sampling='proportional')   # aura sees each pool row once, as the other contenders do
+
+def _contender_runs(tok, p_raw:datasets.Dataset, p_tok:datasets.Dataset, table:TaskTable, bf16:bool, **kw)->list:
+    "(name, function of a model copy) for each training contender on the pool; `kw`: bs, warmup, steps, repeats, seed."
+    runs = [('aura', lambda m: bench_aura_train(m, tok, p_tok, tasks=table, **_AURA_SAME, **kw)),
+            ('fixed_pad', lambda m: bench_fixed_pad_train(m, tok, p_raw, table, **kw)),
+            ('hf_trainer', lambda m: bench_hf_train(m, tok, p_tok, table, **kw))]
+    if bf16: runs += [('aura_bf16', lambda m: bench_aura_train(m, tok, p_tok, precision='bf16', tasks=table, **_AURA_SAME, **kw)),
+                      ('hf_trainer_bf16', lambda m: bench_hf_train(m, tok, p_tok, table, precision='bf16', **kw))]
+    return runs
+
+# %% ../nbs/11_bench.ipynb #99c5b6bd
+def _run_contenders(base:nn.Module, runs:list, say, rss:dict)->dict:
+    "Each contender's training timings on its own copy of `base`, with its wall seconds; the peak RSS after each into `rss`."
+    contenders = {}
+    for name, fn in runs:
+        gc.collect(); t = time.perf_counter(); contenders[name] = r = fn(copy.deepcopy(base)); r['wall_s'] = time.perf_counter() - t
+        rss[f'train_{name}'] = peak_rss_mb()
+        say(f"train {name}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} real tokens/s, pad {r['pad_fraction']:.0%} ({r['wall_s']:.0f}s)")
+    return contenders
+
+# %% ../nbs/11_bench.ipynb #b34b747f
+def _set_record(r:dict)->dict:
+    "An evaluation set's line of results from its `bench_eval`: size, tokens a row, padding ceiling, rates and speed-ups."
+    return dict(rows=r['rows'], mean_real_tokens_per_sample=r['mean_real_tokens_per_sample'],
+                padding_ceiling=128 / r['mean_real_tokens_per_sample'],
+                samples_per_s={n: r[f'{n}_samples_per_s'] for n in ('aura', 'fixed_pad', 'hf_trainer')},
+                speedup_vs_fixed_pad=r['aura_samples_per_s'] / r['fixed_pad_samples_per_s'],
+                speedup_vs_hf_trainer=r['aura_samples_per_s'] / r['hf_trainer_samples_per_s'])
+
+# %% ../nbs/11_bench.ipynb #7e59f004
+def _eval_by_set(base:nn.Module, tok, ev:datasets.Dataset, table:TaskTable, bs:int, repeats:int, eval_rows:int, seed:int, say)->dict:
+    "Prediction on each evaluation set alone (fp32, up to `eval_rows` rows each): how much padding there is to lose differs by set."
+    by_set, names = {}, np.asarray(ev[:]['set'])
+    for k in dict.fromkeys(names.tolist()):
+        tt = tokenize_dataset(_subset(ev.select(np.flatnonzero(names == k)).flatten_indices(), eval_rows, seed), tok, max_length=128)
+        by_set[k] = _set_record(bench_eval(base, tok, tt, table, bs=bs, repeats=repeats, bf16=False))
+        say(f"eval {k}: {by_set[k]['mean_real_tokens_per_sample']:.0f} tokens a row, aura {by_set[k]['speedup_vs_fixed_pad']:.2f}x fixed-pad, "
+            f"{by_set[k]['speedup_vs_hf_trainer']:.2f}x Trainer.predict")
+    return by_set
+
+# %% ../nbs/11_bench.ipynb #41cf633b
+def _eval_phase(base:nn.Module, tok, ev:datasets.Dataset, ev_tok:datasets.Dataset, table:TaskTable, bs:int, repeats:int,
+                eval_rows:int, seed:int, bf16:bool, per_set:bool, say, rss:dict)->tuple:
+    "Prediction timings on the evaluation mix (fp32, and bf16 if asked) and, if `per_set`, on each set alone (else {})."
+    ev_res = bench_eval(base, tok, ev_tok, table, bs=bs, repeats=repeats, bf16=bf16); rss['eval'] = peak_rss_mb()
+    say(f"eval: aura {ev_res['aura_samples_per_s']:.1f} (at bs {bs}: {ev_res['aura_same_bs_samples_per_s']:.1f}) vs fixed-pad {ev_res['fixed_pad_samples_per_s']:.1f} samples/s")
+    return ev_res, (_eval_by_set(base, tok, ev, table, bs, repeats, eval_rows, seed, say) if per_set else {})
+
+# %% ../nbs/11_bench.ipynb #9e4bc75d
+def _epoch_phase(base:nn.Module, tok, train_tok:datasets.Dataset, table:TaskTable, rows:list, bs:int, warmup:int,
+                 max_epoch_steps, profile_steps:int, seed:int, say, rss:dict)->tuple:
+    "The epoch cost at each training-set size, and the step-time breakdown over `profile_steps` steps (None if 0)."
+    ep = bench_epochs(base, tok, train_tok, rows=rows, bs=bs, max_epoch_steps=max_epoch_steps, seed=seed, tasks=table); rss['epochs'] = peak_rss_mb()
+    say('epochs: ' + ', '.join(f"{k} rows {v['epoch_s']:.1f}s" + (' (extrapolated)' if v['extrapolated'] else '') for k, v in ep.items()))
+    brk = step_breakdown(copy.deepcopy(base), tok, train_tok, bs=bs, warmup=warmup, steps=profile_steps, seed=seed, tasks=table) if profile_steps else None
+    if brk: say('step time: ' + ', '.join(f'{k} {v:.0%}' for k, v in brk['share'].items()))
+    return ep, brk
+
+# %% ../nbs/11_bench.ipynb #003f2da6
+def _speedups(contenders:dict, ev_res:dict, prep:dict, es:dict, n_ne:int, flops:float)->dict:
+    "The fp32 ratios the targets are about (and aura vs `Trainer` per real token); `es`: epoch seconds by rows (as str)."
+    a, f, h = (contenders[k] for k in ('aura', 'fixed_pad', 'hf_trainer'))
+    lo, hi = min(map(int, es)), max(map(int, es))
+    return dict(train_speedup_vs_fixed_pad=a['samples_per_s'] / f['samples_per_s'],
+                train_speedup_vs_hf_trainer=a['samples_per_s'] / h['samples_per_s'],
+                train_speedup_vs_hf_trainer_per_token=a['tokens_per_s'] / h['tokens_per_s'],   # the timed rows differ by the warm-up batches
+                eval_speedup_vs_fixed_pad=ev_res['aura_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
+                train_mfu=train_mfu(a['tokens_per_s'], n_ne, flops),
+                data_prep_speedup=prep['speedup'],
+                epoch_cost_ratio_max_vs_min_rows=es[str(hi)] / es[str(lo)])
+
+# %% ../nbs/11_bench.ipynb #7e6c9b12
+def _eval_rates(ev_res:dict, bs:int, bf16:bool)->dict:
+    "Evaluation samples/s by path, named as the table and the plot show them."
+    return {'aura': ev_res['aura_samples_per_s'], f'aura_bs{bs}': ev_res['aura_same_bs_samples_per_s'], 'fixed_pad': ev_res['fixed_pad_samples_per_s'],
+            'hf_trainer': ev_res['hf_trainer_samples_per_s'],
+            **({k: ev_res[f'{k}_samples_per_s'] for k in ('aura_bf16', 'fixed_pad_bf16', 'hf_trainer_bf16')} if bf16 else {})}
+
+# %% ../nbs/11_bench.ipynb #bbbe7bea
+def _results(contenders:dict, ev_res:dict, prep:dict, ep:dict, by_set:dict, brk, rss:dict, bs:int, bf16:bool,
+             n_ne:int, flops:float, flops16)->dict:
+    "Every number of a run but the bf16 comparisons, the targets and the settings: the target ratios first."
+    es = {k: v['epoch_s'] for k, v in ep.items()}
+    return dict(**_speedups(contenders, ev_res, prep, es, n_ne, flops), peak_rss_mb=peak_rss_mb(), epoch_seconds_by_rows=es,
+                samples_per_s={'train': {k: v['samples_per_s'] for k, v in contenders.items()}, 'eval': _eval_rates(ev_res, bs, bf16)},
+                eval_speedup_vs_hf_trainer=ev_res['aura_samples_per_s'] / ev_res['hf_trainer_samples_per_s'],
+                eval_by_set=by_set,
+                eval_speedup_same_bs=ev_res['aura_same_bs_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
+                real_tokens_per_s={k: v['tokens_per_s'] for k, v in contenders.items()},
+                mfu_by_contender={k: train_mfu(v['tokens_per_s'], n_ne, flops16 if k.endswith('_bf16') else flops) for k, v in contenders.items()},
+                matmul_gflops=flops / 1e9, matmul_bf16_gflops=flops16 / 1e9 if bf16 else None, non_embedding_params=n_ne,
+                step_time_share=brk['share'] if brk else None,
+                train=contenders, eval=ev_res, data_prep=prep, epochs=ep, step_breakdown=brk, peak_rss_mb_after=rss)
+
+# %% ../nbs/11_bench.ipynb #8d5750cc
+def _bf16_results(contenders:dict, ev_res:dict, n_ne:int, flops16:float)->dict:
+    "The same comparisons under bf16 autocast on both sides, what bf16 buys aura, and how far its predictions move."
+    a, f, a16, h16 = (contenders[k] for k in ('aura', 'fixed_pad', 'aura_bf16', 'hf_trainer_bf16'))
+    return dict(train_speedup_vs_hf_trainer=a16['samples_per_s'] / h16['samples_per_s'],
+                train_speedup_vs_hf_trainer_per_token=a16['tokens_per_s'] / h16['tokens_per_s'],
+                train_speedup_vs_fixed_pad_fp32=a16['samples_per_s'] / f['samples_per_s'],
+                train_speedup_vs_aura_fp32=a16['samples_per_s'] / a['samples_per_s'],
+                train_mfu=train_mfu(a16['tokens_per_s'], n_ne, flops16),
+                eval_speedup_vs_fixed_pad=ev_res['aura_bf16_samples_per_s'] / ev_res['fixed_pad_bf16_samples_per_s'],
+                eval_speedup_vs_fixed_pad_fp32=ev_res['aura_bf16_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
+                eval_speedup_vs_aura_fp32=ev_res['aura_bf16_samples_per_s'] / ev_res['aura_samples_per_s'],
+                eval_speedup_vs_hf_trainer=ev_res['aura_bf16_samples_per_s'] / ev_res['hf_trainer_bf16_samples_per_s'],
+                eval_agreement_with_fp32=ev_res['agreement_with_aura_fp32']['aura_bf16'])
+
+# %% ../nbs/11_bench.ipynb #1c4a4c54
+def _cfg_dict(bs, table, **kw):
+    "aura's training settings in the benchmark, the task table by name."
+    from dataclasses import asdict
+    return {**asdict(TrainConfig(bs=bs, save_every=0, tasks=table, **kw)), 'tasks': table.name}
+
+# %% ../nbs/11_bench.ipynb #a4dcbd16
+def _notes(bs:int, table:TaskTable, hf_optim)->dict:
+    "What each contender and measure is, in words, for the results' settings."
+    return dict(aura=dict(config=_cfg_dict(bs, table, **_AURA_SAME), timed='Trainer.train_steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
+                fixed_pad='padding=max_length 128, DataLoader shuffle=True, torch.optim.AdamW(lr=5e-5), summed masked loss (BCE per binary/multilabel task, CE per multi-class task), loss.item() per step',
+                hf_trainer=f"transformers.Trainer on aura's model + the same summed masked loss, DataCollatorWithPadding, train_sampling_strategy='group_by_length', optim={hf_optim}, use_cpu, no eval/save/logging",
+                eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a padded-token budget, max_tokens=auto: 1536 in fp32 on a CPU, 4096 in bf16; at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; hf_trainer: transformers.Trainer.predict at per_device_eval_batch_size={bs} (dataset order, DataCollatorWithPadding); inference_mode',
+                mfu='6 x non-embedding params x real tokens/s / measured 2048^2 matmul FLOP/s in the same dtype (fp32, or bf16 for *_bf16 rows; attention T^2 term not counted)')
+
+# %% ../nbs/11_bench.ipynb #dfe3e050
+def _settings(src:str, table:TaskTable, n_train:int, n_eval:int, n_pool:int, backbone:str, rows:list, max_epoch_steps,
+              hf_optim, load0:tuple, t_all:float, bs:int, warmup:int, steps:int, repeats:int)->dict:
+    "The run's settings in numbers and words, with the load average at the start and now, and the wall seconds since `t_all`."
+    return dict(data_source=src, tasks=table.name, train_rows=n_train, eval_rows=n_eval, backbone=backbone, bs=bs,
+                warmup_steps=warmup, steps_per_window=steps, repeats=repeats, timed_steps=steps * repeats,
+                max_length=128, precision='fp32 (targets); bf16 autocast in the *_bf16 rows', torch_threads=torch.get_num_threads(), rows=list(rows),
+                max_epoch_steps=max_epoch_steps, epoch_ratio_rows=[max(rows), min(rows)], train_pool_rows=n_pool,
+                **_notes(bs, table, hf_optim), load_average_start=load0, load_average=os.getloadavg(), wall_s=time.perf_counter() - t_all)
+
+# %% ../nbs/11_bench.ipynb #6e5d2523
 def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost curve
               repeats:int=3,             # timed windows (training) / timed passes (evaluation); medians are reported
               steps:int=30,              # optimizer steps per timed window
@@ -376,168 +686,137 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
               bf16:bool=True,            # also measure bf16 autocast: aura and HF Trainer training, both prediction paths
               profile_steps:int=20,      # aura steps profiled for the time breakdown (0: skip)
               per_set:bool=True,         # also time prediction on each evaluation set alone (up to `eval_rows` rows of each, fp32)
-              seed:int=0, log=print)->dict:
+              seed:int=0,                # every random choice: rows, their order, the model's initial heads
+              log=print                  # where the progress lines go (None: nowhere)
+             )->dict:                    # ratios, targets, rates by contender, raw records, settings, environment
     "Run every measurement in one process; return the results with ratios, targets, settings and environment."
     t_all = time.perf_counter(); say = log or (lambda *a: None); rss = {}
     if threads: torch.set_num_threads(threads)
-    load0 = os.getloadavg()
-    table = load_tasks(tasks)
-    train, ev, src = load_bench_data(data_dir, table); say(f'data: {src}: {len(train)} training rows, {len(ev)} evaluation rows')
-    tok = load_tokenizer(backbone)
-    prep = bench_data_prep(_subset(train, prep_rows, seed), tok); say(f"tokenize: cold {prep['cold_s']:.2f}s, warm {prep['warm_s']:.3f}s")
-    train_tok = tokenize_dataset(train, tok, max_length=128)
-    ev_tok = tokenize_dataset(_subset(ev, eval_rows, seed), tok, max_length=128)
-    flops = matmul_flops(); say(f'matmul: {flops/1e9:.1f} GFLOP/s'); rss['data'] = peak_rss_mb()
-    flops16 = matmul_flops(dtype=torch.bfloat16) if bf16 else None
-    if bf16: say(f'matmul bf16: {flops16/1e9:.1f} GFLOP/s')
+    load0, table = os.getloadavg(), load_tasks(tasks)
+    d = _bench_inputs(table, data_dir, backbone, prep_rows, eval_rows, seed, say); tok, train_tok = d['tok'], d['train_tok']
+    flops, flops16 = _yardsticks(bf16, say, rss)
     set_seed(seed); base = build_model(backbone, tasks=table); n_ne = non_embedding_params(base)
-    kw = dict(bs=bs, warmup=warmup, steps=steps, repeats=repeats, seed=seed)
-    # one pool of rows, one batch per step: every contender trains one epoch over exactly these rows, so samples/s
-    # compare the same work (aura samples tasks in proportion, so each row is seen once, as in the other two)
-    pool = np.sort(np.random.default_rng(seed).choice(len(train), min(len(train), (warmup + steps * repeats) * bs), replace=False))
-    p_raw, p_tok = train.select(pool).flatten_indices(), train_tok.select(pool).flatten_indices()
-    same = dict(task_sampling='proportional')
-    contenders = {}; runs = [('aura', lambda m: bench_aura_train(m, tok, p_tok, tasks=table, **same, **kw)),
-                             ('fixed_pad', lambda m: bench_fixed_pad_train(m, tok, p_raw, table, **kw)),
-                             ('hf_trainer', lambda m: bench_hf_train(m, tok, p_tok, table, **kw))]
-    if bf16: runs += [('aura_bf16', lambda m: bench_aura_train(m, tok, p_tok, precision='bf16', tasks=table, **same, **kw)),
-                      ('hf_trainer_bf16', lambda m: bench_hf_train(m, tok, p_tok, table, precision='bf16', **kw))]
-    for name, fn in runs:
-        gc.collect(); t = time.perf_counter(); contenders[name] = r = fn(copy.deepcopy(base)); r['wall_s'] = time.perf_counter() - t
-        rss[f'train_{name}'] = peak_rss_mb()
-        say(f"train {name}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:.0f} real tokens/s, pad {r['pad_fraction']:.0%} ({r['wall_s']:.0f}s)")
-    ev_res = bench_eval(base, tok, ev_tok, table, bs=bs, repeats=repeats, bf16=bf16); rss['eval'] = peak_rss_mb()
-    say(f"eval: aura {ev_res['aura_samples_per_s']:.1f} (at bs {bs}: {ev_res['aura_same_bs_samples_per_s']:.1f}) vs fixed-pad {ev_res['fixed_pad_samples_per_s']:.1f} samples/s")
-    by_set = {}
-    if per_set:   # sets differ in length (tox_emo: tweets and ToxiGen statements short, Jigsaw comments long): the padding there is to lose differs
-        names = np.asarray(ev[:]['set'])
-        for k in dict.fromkeys(names.tolist()):
-            tt = tokenize_dataset(_subset(ev.select(np.flatnonzero(names == k)).flatten_indices(), eval_rows, seed), tok, max_length=128)
-            r = bench_eval(base, tok, tt, table, bs=bs, repeats=repeats, bf16=False)
-            by_set[k] = dict(rows=r['rows'], mean_real_tokens_per_sample=r['mean_real_tokens_per_sample'],
-                              padding_ceiling=128 / r['mean_real_tokens_per_sample'],
-                              samples_per_s={n: r[f'{n}_samples_per_s'] for n in ('aura', 'fixed_pad', 'hf_trainer')},
-                              speedup_vs_fixed_pad=r['aura_samples_per_s'] / r['fixed_pad_samples_per_s'],
-                              speedup_vs_hf_trainer=r['aura_samples_per_s'] / r['hf_trainer_samples_per_s'])
-            say(f"eval {k}: {by_set[k]['mean_real_tokens_per_sample']:.0f} tokens a row, aura {by_set[k]['speedup_vs_fixed_pad']:.2f}x fixed-pad, "
-                f"{by_set[k]['speedup_vs_hf_trainer']:.2f}x Trainer.predict")
+    p_raw, p_tok = _train_pool(d['train'], train_tok, (warmup + steps * repeats) * bs, seed)
+    runs = _contender_runs(tok, p_raw, p_tok, table, bf16, bs=bs, warmup=warmup, steps=steps, repeats=repeats, seed=seed)
+    contenders = _run_contenders(base, runs, say, rss)
+    ev_res, by_set = _eval_phase(base, tok, d['ev'], d['ev_tok'], table, bs, repeats, eval_rows, seed, bf16, per_set, say, rss)
     rows = [r for r in rows if r <= len(train_tok)] or [len(train_tok)]
-    ep = bench_epochs(base, tok, train_tok, rows=rows, bs=bs, max_epoch_steps=max_epoch_steps, seed=seed, tasks=table); rss['epochs'] = peak_rss_mb()
-    say('epochs: ' + ', '.join(f"{k} rows {v['epoch_s']:.1f}s" + (' (extrapolated)' if v['extrapolated'] else '') for k, v in ep.items()))
-    brk = step_breakdown(copy.deepcopy(base), tok, train_tok, bs=bs, warmup=warmup, steps=profile_steps, seed=seed, tasks=table) if profile_steps else None
-    if brk: say('step time: ' + ', '.join(f'{k} {v:.0%}' for k, v in brk['share'].items()))
-    a, f, h = (contenders[k] for k in ('aura', 'fixed_pad', 'hf_trainer'))
-    es = {k: v['epoch_s'] for k, v in ep.items()}; lo, hi = min(rows), max(rows)
-    res = dict(
-        train_speedup_vs_fixed_pad=a['samples_per_s'] / f['samples_per_s'],
-        train_speedup_vs_hf_trainer=a['samples_per_s'] / h['samples_per_s'],
-        train_speedup_vs_hf_trainer_per_token=a['tokens_per_s'] / h['tokens_per_s'],   # the timed rows differ by the warm-up batches
-        eval_speedup_vs_fixed_pad=ev_res['aura_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
-        train_mfu=train_mfu(a['tokens_per_s'], n_ne, flops),
-        data_prep_speedup=prep['speedup'],
-        epoch_cost_ratio_max_vs_min_rows=es[str(hi)] / es[str(lo)],
-        peak_rss_mb=peak_rss_mb(),
-        epoch_seconds_by_rows=es,
-        samples_per_s={'train': {k: v['samples_per_s'] for k, v in contenders.items()},
-                       'eval': {'aura': ev_res['aura_samples_per_s'], f'aura_bs{bs}': ev_res['aura_same_bs_samples_per_s'], 'fixed_pad': ev_res['fixed_pad_samples_per_s'],
-                                'hf_trainer': ev_res['hf_trainer_samples_per_s'],
-                                **({k: ev_res[f'{k}_samples_per_s'] for k in ('aura_bf16', 'fixed_pad_bf16', 'hf_trainer_bf16')} if bf16 else {})}},
-        eval_speedup_vs_hf_trainer=ev_res['aura_samples_per_s'] / ev_res['hf_trainer_samples_per_s'],
-        eval_by_set=by_set,
-        eval_speedup_same_bs=ev_res['aura_same_bs_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
-        real_tokens_per_s={k: v['tokens_per_s'] for k, v in contenders.items()},
-        mfu_by_contender={k: train_mfu(v['tokens_per_s'], n_ne, flops16 if k.endswith('_bf16') else flops) for k, v in contenders.items()},
-        matmul_gflops=flops / 1e9, matmul_bf16_gflops=flops16 / 1e9 if bf16 else None, non_embedding_params=n_ne,
-        step_time_share=brk['share'] if brk else None,
-        train=contenders, eval=ev_res, data_prep=prep, epochs=ep, step_breakdown=brk, peak_rss_mb_after=rss)
-    if bf16:   # the same comparisons under bf16 autocast on both sides, and what bf16 buys aura
-        a16, h16 = contenders['aura_bf16'], contenders['hf_trainer_bf16']
-        res['bf16'] = dict(train_speedup_vs_hf_trainer=a16['samples_per_s'] / h16['samples_per_s'],
-                           train_speedup_vs_hf_trainer_per_token=a16['tokens_per_s'] / h16['tokens_per_s'],
-                           train_speedup_vs_fixed_pad_fp32=a16['samples_per_s'] / f['samples_per_s'],
-                           train_speedup_vs_aura_fp32=a16['samples_per_s'] / a['samples_per_s'],
-                           train_mfu=train_mfu(a16['tokens_per_s'], n_ne, flops16),
-                           eval_speedup_vs_fixed_pad=ev_res['aura_bf16_samples_per_s'] / ev_res['fixed_pad_bf16_samples_per_s'],
-                           eval_speedup_vs_fixed_pad_fp32=ev_res['aura_bf16_samples_per_s'] / ev_res['fixed_pad_samples_per_s'],
-                           eval_speedup_vs_aura_fp32=ev_res['aura_bf16_samples_per_s'] / ev_res['aura_samples_per_s'],
-                           eval_speedup_vs_hf_trainer=ev_res['aura_bf16_samples_per_s'] / ev_res['hf_trainer_bf16_samples_per_s'],
-                           eval_agreement_with_fp32=ev_res['agreement_with_aura_fp32']['aura_bf16'])
+    ep, brk = _epoch_phase(base, tok, train_tok, table, rows, bs, warmup, max_epoch_steps, profile_steps, seed, say, rss)
+    res = _results(contenders, ev_res, d['prep'], ep, by_set, brk, rss, bs, bf16, n_ne, flops, flops16)
+    if bf16: res['bf16'] = _bf16_results(contenders, ev_res, n_ne, flops16)
     res['targets'] = check_targets(res)
-    res['settings'] = dict(data_source=src, tasks=table.name, train_rows=len(train), eval_rows=len(ev_tok), backbone=backbone, bs=bs,
-                           warmup_steps=warmup, steps_per_window=steps, repeats=repeats, timed_steps=steps * repeats,
-                           max_length=128, precision='fp32 (targets); bf16 autocast in the *_bf16 rows', torch_threads=torch.get_num_threads(), rows=list(rows),
-                           max_epoch_steps=max_epoch_steps, epoch_ratio_rows=[hi, lo],
-                           train_pool_rows=len(pool),
-                           aura=dict(config=_cfg_dict(bs, table, **same), timed='Trainer._train_epoch steps (loader, collate, forward, loss, backward, clip, fused AdamW, schedule, history); no validation, no checkpoints'),
-                           fixed_pad='padding=max_length 128, DataLoader shuffle=True, torch.optim.AdamW(lr=5e-5), summed masked loss (BCE per binary/multilabel task, CE per multi-class task), loss.item() per step',
-                           hf_trainer=f"transformers.Trainer on aura's model + the same summed masked loss, DataCollatorWithPadding, train_sampling_strategy='group_by_length', optim={h.get('optim')}, use_cpu, no eval/save/logging",
-                           eval=f'aura.evaluate.predict as configured by default (length-sorted, batches cut by a padded-token budget, max_tokens=auto: 1536 in fp32 on a CPU, 4096 in bf16; at most 512 rows) vs the same model on rows padded to 128 in batches of {bs}; aura_bs{bs}: predict with {bs} rows per batch and no token budget; hf_trainer: transformers.Trainer.predict at per_device_eval_batch_size={bs} (dataset order, DataCollatorWithPadding); inference_mode',
-                           mfu='6 x non-embedding params x real tokens/s / measured 2048^2 matmul FLOP/s in the same dtype (fp32, or bf16 for *_bf16 rows; attention T^2 term not counted)',
-                           load_average_start=load0, load_average=os.getloadavg(), wall_s=time.perf_counter() - t_all)
+    res['settings'] = _settings(d['src'], table, len(d['train']), len(d['ev_tok']), len(p_raw), backbone, rows, max_epoch_steps,
+                                contenders['hf_trainer'].get('optim'), load0, t_all, bs, warmup, steps, repeats)
     res['env'] = env_info(device='cpu')
     return res
 
-def _cfg_dict(bs, table, **kw):
-    "aura's training settings in the benchmark, the task table by name."
-    from dataclasses import asdict
-    return {**asdict(TrainConfig(bs=bs, save_every=0, tasks=table, **kw)), 'tasks': table.name}
-
 # %% ../nbs/11_bench.ipynb #89c5d3bf
-def format_table(res:dict)->str:
-    "A plain-text table of throughput, ratios and targets."
+def _head_lines(res:dict)->list:
+    "The run in one line (data, sizes, threads, load, yardstick), then the training table."
     s = res['settings']; sp = res['samples_per_s']; tk = res['real_tokens_per_s']; mf = res['mfu_by_contender']
     L = [f"aura bench: {s['data_source']}; bs={s['bs']}, {s['timed_steps']} timed steps ({s['repeats']}x{s['steps_per_window']}) after {s['warmup_steps']} warm-up; "
          f"{s['torch_threads']} threads; load {s['load_average_start'][0]:.1f}->{s['load_average'][0]:.1f}; matmul {res['matmul_gflops']:.1f} GFLOP/s",
          f"{'training':<26}{'samples/s':>10}{'tokens/s':>10}{'pad%':>7}{'MFU':>7}"]
     for k in sp['train']:
         L.append(f"{k:<26}{sp['train'][k]:>10.1f}{tk[k]:>10.0f}{res['train'][k]['pad_fraction']*100:>7.0f}{mf[k]:>7.2f}")
-    L.append(f"{'evaluation':<26}{'samples/s':>10}")
-    for k, v in sp['eval'].items(): L.append(f"{k:<26}{v:>10.1f}")
+    return L
+
+# %% ../nbs/11_bench.ipynb #db449d38
+def _eval_lines(res:dict)->list:
+    "The evaluation table: samples/s by path, then each evaluation set against its padding ceiling."
+    L = [f"{'evaluation':<26}{'samples/s':>10}"]
+    for k, v in res['samples_per_s']['eval'].items(): L.append(f"{k:<26}{v:>10.1f}")
     for k, v in (res.get('eval_by_set') or {}).items():
         L.append(f"{'  ' + k:<26}{v['samples_per_s']['aura']:>10.1f}  vs fixed_pad {v['speedup_vs_fixed_pad']:.2f}x (padding ceiling {v['padding_ceiling']:.2f}x), "
                  f"vs Trainer.predict {v['speedup_vs_hf_trainer']:.2f}x; {v['rows']} rows of {v['mean_real_tokens_per_sample']:.0f} tokens")
-    L.append('epoch seconds by rows: ' + ', '.join(f"{k}: {v['epoch_s']:.1f}" + ('*' if v['extrapolated'] else '') for k, v in res['epochs'].items())
-             + ('  (* extrapolated from a timed fraction)' if any(v['extrapolated'] for v in res['epochs'].values()) else ''))
-    L.append(f"{'target':<34}{'value':>9}  {'bound':<8}result")
+    return L
+
+# %% ../nbs/11_bench.ipynb #57ed10c7
+def _epoch_line(res:dict)->str:
+    "Epoch seconds by training-set size, a star on the extrapolated ones."
+    return ('epoch seconds by rows: ' + ', '.join(f"{k}: {v['epoch_s']:.1f}" + ('*' if v['extrapolated'] else '') for k, v in res['epochs'].items())
+            + ('  (* extrapolated from a timed fraction)' if any(v['extrapolated'] for v in res['epochs'].values()) else ''))
+
+# %% ../nbs/11_bench.ipynb #5b796a03
+def _target_lines(res:dict)->list:
+    "The targets: value, bound, PASS or FAIL ('-' for a missing value)."
+    L = [f"{'target':<34}{'value':>9}  {'bound':<8}result"]
     for k, t in res['targets'].items():
         v = '-' if t['value'] is None else f"{t['value']:.2f}"
         L.append(f"{k:<34}{v:>9}  {t['op']} {t['bound']:<5}{'PASS' if t['pass'] else 'FAIL'}")
+    return L
+
+# %% ../nbs/11_bench.ipynb #6b81a89b
+def _bf16_line(res:dict)->str:
+    "The bf16-autocast comparisons in one line, with how far aura's bf16 predictions moved."
+    b = res['bf16']; ag = b['eval_agreement_with_fp32']
+    return (f"bf16 autocast (bf16 matmul {res['matmul_bf16_gflops']:.0f} GFLOP/s): train vs HF Trainer bf16 {b['train_speedup_vs_hf_trainer']:.2f}x ({b['train_speedup_vs_hf_trainer_per_token']:.2f}x per real token), "
+            f"vs aura fp32 {b['train_speedup_vs_aura_fp32']:.2f}x, MFU {b['train_mfu']:.2f}; eval vs fixed-pad bf16 {b['eval_speedup_vs_fixed_pad']:.2f}x, "
+            f"vs HF Trainer.predict bf16 {b['eval_speedup_vs_hf_trainer']:.2f}x, vs fixed-pad fp32 {b['eval_speedup_vs_fixed_pad_fp32']:.2f}x, vs aura fp32 {b['eval_speedup_vs_aura_fp32']:.2f}x "
+            f"(max |logit diff| {ag['max_abs_dlogit']:.4f}; items whose decision changed: " + ', '.join(f'{t} {n}' for t, n in ag['changes'].items()) + ')')
+
+# %% ../nbs/11_bench.ipynb #ecfb7b9c
+def _tail_lines(res:dict)->list:
+    "The remarks under the table: aura vs `Trainer` per real token, bf16, where the step time goes, memory and wall time."
+    L = []
     if 'train_speedup_vs_hf_trainer_per_token' in res:
         L.append(f"train vs HF Trainer per real token: {res['train_speedup_vs_hf_trainer_per_token']:.2f}x; eval vs HF Trainer.predict: {res['eval_speedup_vs_hf_trainer']:.2f}x")
-    if res.get('bf16'):
-        b = res['bf16']; ag = b['eval_agreement_with_fp32']
-        L.append(f"bf16 autocast (bf16 matmul {res['matmul_bf16_gflops']:.0f} GFLOP/s): train vs HF Trainer bf16 {b['train_speedup_vs_hf_trainer']:.2f}x ({b['train_speedup_vs_hf_trainer_per_token']:.2f}x per real token), "
-                 f"vs aura fp32 {b['train_speedup_vs_aura_fp32']:.2f}x, MFU {b['train_mfu']:.2f}; eval vs fixed-pad bf16 {b['eval_speedup_vs_fixed_pad']:.2f}x, "
-                 f"vs HF Trainer.predict bf16 {b['eval_speedup_vs_hf_trainer']:.2f}x, vs fixed-pad fp32 {b['eval_speedup_vs_fixed_pad_fp32']:.2f}x, vs aura fp32 {b['eval_speedup_vs_aura_fp32']:.2f}x "
-                 f"(max |logit diff| {ag['max_abs_dlogit']:.4f}; items whose decision changed: " + ', '.join(f'{t} {n}' for t, n in ag['changes'].items()) + ')')
+    if res.get('bf16'): L.append(_bf16_line(res))
     if res.get('step_time_share'):
         L.append('aura step time: ' + ', '.join(f'{k} {v:.0%}' for k, v in res['step_time_share'].items()))
-    L.append(f"peak RSS {res['peak_rss_mb']:.0f} MiB; wall {s['wall_s']:.0f}s")
-    return '\n'.join(L)
+    L.append(f"peak RSS {res['peak_rss_mb']:.0f} MiB; wall {res['settings']['wall_s']:.0f}s")
+    return L
 
-def plot_bench(res:dict, out_dir:str|Path)->list[Path]:
-    "Bar chart of samples/s per contender and epoch seconds vs rows, saved as PNGs in `out_dir`."
+# %% ../nbs/11_bench.ipynb #5f6e6593
+def format_table(res:dict # `run_bench` results
+                )->str:   # the plain-text table
+    "A plain-text table of throughput, ratios and targets."
+    return '\n'.join([*_head_lines(res), *_eval_lines(res), _epoch_line(res), *_target_lines(res), *_tail_lines(res)])
+
+# %% ../nbs/11_bench.ipynb #81555409
+def _pyplot():
+    "matplotlib's pyplot, on the Agg backend unless one is in use already (the plots are written to files)."
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); paths = []
+    return plt
+
+# %% ../nbs/11_bench.ipynb #cc7c5c08
+def _plot_rates(res:dict, output_dir:Path)->Path:
+    "`samples_per_s.png`: bars of samples/s per contender, training and evaluation side by side (aura in colour, bf16 hatched)."
+    plt = _pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     for a, (k, d) in zip(ax, res['samples_per_s'].items()):
         a.bar(range(len(d)), list(d.values()), color=['C0' if n.startswith('aura') else 'C7' for n in d],
               hatch=['//' if n.endswith('bf16') else '' for n in d], edgecolor='white')
         a.set_xticks(range(len(d)), list(d), rotation=25, ha='right'); a.set_title(f'{k} samples/s (bs {res["settings"]["bs"]}; hatched: bf16)')
         for i, v in enumerate(d.values()): a.text(i, v, f'{v:.1f}', ha='center', va='bottom')
-    fig.tight_layout(); p = out_dir/'samples_per_s.png'; fig.savefig(p, dpi=110); plt.close(fig); paths.append(p)
+    fig.tight_layout(); p = output_dir/'samples_per_s.png'; fig.savefig(p, dpi=110); plt.close(fig)
+    return p
+
+# %% ../nbs/11_bench.ipynb #79597e4f
+def _plot_epochs(res:dict, output_dir:Path)->Path:
+    "`epoch_seconds.png`: seconds per epoch against training rows on log axes, with the line of linear cost from the smallest size."
+    plt = _pyplot()
     ep = res['epochs']; x = [v['rows'] for v in ep.values()]; y = [v['epoch_s'] for v in ep.values()]
     fig, a = plt.subplots(figsize=(4.5, 3.2))
     a.loglog(x, y, 'o-', label='aura epoch'); a.loglog(x, [y[0] * r / x[0] for r in x], 'k:', label='linear from smallest')
     for xi, yi, v in zip(x, y, ep.values()):
         if v['extrapolated']: a.annotate('extrapolated', (xi, yi), fontsize=7)
     a.set_xlabel('training rows'); a.set_ylabel('seconds per epoch'); a.legend(); fig.tight_layout()
-    p = out_dir/'epoch_seconds.png'; fig.savefig(p, dpi=110); plt.close(fig); paths.append(p)
-    return paths
+    p = output_dir/'epoch_seconds.png'; fig.savefig(p, dpi=110); plt.close(fig)
+    return p
+
+# %% ../nbs/11_bench.ipynb #c36f404e
+def plot_bench(res:dict,               # `run_bench` results
+               output_dir:str|Path     # where the PNGs go (created if missing)
+              )->list[Path]:           # the two plots' paths
+    "Bar chart of samples/s per contender and epoch seconds vs rows, saved as PNGs in `output_dir`."
+    output_dir = Path(output_dir); output_dir.mkdir(parents=True, exist_ok=True)
+    return [_plot_rates(res, output_dir), _plot_epochs(res, output_dir)]
 
 # %% ../nbs/11_bench.ipynb #d2f10cfb
-def parse_args(argv=None)->argparse.Namespace:
+def parse_args(argv:list|None=None   # command-line words (None: `sys.argv[1:]`)
+              )->argparse.Namespace: # the options
     "The command line of `python -m aura.bench` (see `--help`)."
     p = argparse.ArgumentParser(prog='python -m aura.bench', description='Benchmark aura against fixed padding and Hugging Face Trainer.')
     p.add_argument('--rows', type=int, nargs='+', default=[1000, 4000, 16000], help='training-set sizes for the epoch-cost curve')
@@ -556,14 +835,21 @@ def parse_args(argv=None)->argparse.Namespace:
     p.add_argument('--quick', action='store_true', help='a fast smoke run: few steps, small sizes')
     return p.parse_args(argv)
 
-def main(argv=None)->dict:
-    "Command-line entry point: run the benchmark, print the table, write the JSON and the plots."
-    a = parse_args(argv); datasets.disable_progress_bars()
+# %% ../nbs/11_bench.ipynb #274d7a26
+def _run_kwargs(a:argparse.Namespace)->dict:
+    "`run_bench` keywords from the command line's options; `--quick` shrinks every size for a smoke run."
     kw = dict(rows=tuple(a.rows), repeats=a.repeats, steps=a.steps, warmup=a.warmup, bs=a.bs, eval_rows=a.eval_rows,
               max_epoch_steps=a.max_epoch_steps or None, threads=a.threads or None, bf16=not a.no_bf16, profile_steps=a.profile_steps,
               per_set=not a.no_per_set, tasks=a.tasks)
     if a.quick: kw.update(rows=(64, 256), repeats=2, steps=2, warmup=1, eval_rows=32, prep_rows=2000, max_epoch_steps=4, profile_steps=min(a.profile_steps, 3))
-    res = run_bench(**kw); res['settings']['quick'] = a.quick
+    return kw
+
+# %% ../nbs/11_bench.ipynb #7dea93d9
+def main(argv:list|None=None # command-line words (None: `sys.argv[1:]`)
+        )->dict:             # the results, also written as JSON with the plots next to it
+    "Command-line entry point: run the benchmark, print the table, write the JSON and the plots."
+    a = parse_args(argv); datasets.disable_progress_bars()
+    res = run_bench(**_run_kwargs(a)); res['settings']['quick'] = a.quick
     out = Path(a.out); save_json(res, out); plots = plot_bench(res, out.parent)
     print(format_table(res)); print(f'wrote {out} and {", ".join(str(p) for p in plots)}')
     return res
@@ -573,10 +859,15 @@ def main(argv=None)->dict:
 if __name__ == '__main__': main()
 
 # %% ../nbs/11_bench.ipynb #14d32a88
-def profile_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int=16, warmup:int=3, steps:int=10,
-                  row_limit:int=15,
-                  **cfg             # `aura_trainer` settings (tasks, ...)
-                 )->tuple[str, str]:
+def profile_train(model:nn.Module,          # trained in place
+                  tokenizer,                 # its tokenizer
+                  train_tok:datasets.Dataset, # tokenized training rows
+                  bs:int=16,                 # batch size
+                  warmup:int=3,              # unprofiled steps first
+                  steps:int=10,              # steps under each profiler
+                  row_limit:int=15,          # rows of each listing
+                  **cfg                      # `aura_trainer` settings (tasks, ...)
+                 )->tuple[str, str]:         # (torch.profiler operator table, cProfile listing)
     "torch.profiler operator table and cProfile top functions over `steps` aura training steps (after `warmup`)."
     import cProfile, pstats, io
     from torch.profiler import profile, ProfilerActivity
@@ -584,5 +875,5 @@ def profile_train(model:nn.Module, tokenizer, train_tok:datasets.Dataset, bs:int
     with profile(activities=[ProfilerActivity.CPU]) as prof: run_steps(tr, steps)
     pr = cProfile.Profile(); pr.enable(); run_steps(tr, steps); pr.disable()
     s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats('tottime').print_stats(row_limit)
-    shutil.rmtree(tr.out_dir, ignore_errors=True)
+    shutil.rmtree(tr.run_dir, ignore_errors=True)
     return prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=row_limit), s.getvalue()

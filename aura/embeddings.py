@@ -39,21 +39,9 @@ def is_aura_model(path:str|Path # anything that may name an encoder
     try: return (Path(path).expanduser()/AURA_CONFIG).is_file()
     except (TypeError, OSError): return False
 
-def load_encoder(encoder:str|Path,  # 'offline', a Hub id, a Hugging Face model folder, or an aura model directory
-                 device:str='cpu'   # where to put the weights
-                )->tuple:           # (MultiTaskModel in eval mode, tokenizer)
-    "The encoder named by `encoder` and its tokenizer, whether a pretrained backbone or a trained aura model."
-    if is_aura_model(encoder):
-        model, tok = load_model(encoder, device)
-        if tok is None:   # saved without a tokenizer: fall back to the backbone it was built on
-            try: tok = load_tokenizer(model.cfg.backbone)
-            except Exception as e: raise BackboneNotFoundError(f"encoder={str(encoder)!r} was saved without a tokenizer and its backbone {model.cfg.backbone!r} has none here ({e})") from e
-        return model.eval(), tok
-    p = Path(str(encoder)).expanduser()
-    if p.is_dir() and not (p/'config.json').is_file():
-        hint = [str(s.parent) for s in sorted(p.glob(f'*/{AURA_CONFIG}'))]
-        raise BackboneNotFoundError(f"encoder={str(encoder)!r} is a folder but neither an aura model (no {AURA_CONFIG}) nor a "
-                                    f"Hugging Face model (no config.json)" + (f"; did you mean {hint[0]!r}?" if hint else ''))
+# %% ../nbs/14_embed.ipynb #d36cae39
+def _load_backbone(encoder, device:str='cpu')->tuple:
+    "A pretrained backbone wrapped by `build_model`, in eval mode on `device`, and its tokenizer."
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -61,6 +49,34 @@ def load_encoder(encoder:str|Path,  # 'offline', a Hub id, a Hugging Face model 
         return model.to(device).eval(), load_tokenizer(encoder)
     except BackboneNotFoundError as e: raise BackboneNotFoundError(f"encoder={str(encoder)!r}: {e}") from e
 
+# %% ../nbs/14_embed.ipynb #08807e6d
+def _load_aura(encoder, device:str='cpu')->tuple:
+    "A saved aura model in eval mode and its tokenizer (its backbone's when it was saved without one)."
+    model, tok = load_model(encoder, device)
+    if tok is None:   # saved without a tokenizer: fall back to the backbone it was built on
+        try: tok = load_tokenizer(model.cfg.backbone)
+        except Exception as e: raise BackboneNotFoundError(f"encoder={str(encoder)!r} was saved without a tokenizer and its backbone {model.cfg.backbone!r} has none here ({e})") from e
+    return model.eval(), tok
+
+# %% ../nbs/14_embed.ipynb #994dadab
+def _check_model_dir(encoder):
+    "Refuse a folder that is neither an aura nor a Hugging Face model, pointing at an aura model inside it if any."
+    p = Path(str(encoder)).expanduser()
+    if p.is_dir() and not (p/'config.json').is_file():
+        found = [str(s.parent) for s in sorted(p.glob(f'*/{AURA_CONFIG}'))]
+        raise BackboneNotFoundError(f"encoder={str(encoder)!r} is a folder but neither an aura model (no {AURA_CONFIG}) nor a "
+                                    f"Hugging Face model (no config.json)" + (f"; did you mean {found[0]!r}?" if found else ''))
+
+# %% ../nbs/14_embed.ipynb #98495c54
+def load_encoder(encoder:str|Path,  # 'offline', a Hub id, a Hugging Face model folder, or an aura model directory
+                 device:str='cpu'   # where to put the weights
+                )->tuple:           # (MultiTaskModel in eval mode, tokenizer)
+    "The encoder named by `encoder` and its tokenizer, whether a pretrained backbone or a trained aura model."
+    if is_aura_model(encoder): return _load_aura(encoder, device)
+    _check_model_dir(encoder)
+    return _load_backbone(encoder, device)
+
+# %% ../nbs/14_embed.ipynb #2734eccc
 def encoder_label(encoder:str|Path # as given to `load_encoder`
                  )->str:           # a short name for tables and figure rows
     "Short display name: 'offline MiniLM', a run's name for its `best_model/`, else the folder or Hub name."
@@ -71,12 +87,42 @@ def encoder_label(encoder:str|Path # as given to `load_encoder`
 
 # %% ../nbs/14_embed.ipynb #bd413d2b
 def _texts(texts)->list[str]:
+    "`texts` as a list, refusing a single string and any text that is not a non-empty string."
     if isinstance(texts, str): raise TypeError("texts must be a list of strings, not a single string")
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad: raise ValueError(f"texts[{bad[0]}] is {texts[bad[0]]!r}: every text must be a non-empty string")
     return texts
 
+# %% ../nbs/14_embed.ipynb #cab82b22
+def _check_embed_args(pooling, bs, max_length):
+    "Refuse a `pooling`, `bs` or `max_length` that `embed_texts` cannot use."
+    if pooling is not None and pooling not in POOLINGS: raise ValueError(f"pooling={pooling!r}: expected one of {POOLINGS} or None")
+    if not (isinstance(bs, int) and bs >= 1): raise ValueError(f"bs={bs!r}: expected an int >= 1")
+    if not (isinstance(max_length, int) and max_length >= 2): raise ValueError(f"max_length={max_length!r}: expected an int >= 2")
+
+# %% ../nbs/14_embed.ipynb #b230c39b
+def _embed_batch(model, x:dict, pooling:str)->torch.Tensor:
+    "Pooled last hidden states of one padded batch `x` (input_ids, attention_mask), computed on the model's device."
+    dev = next(model.parameters()).device
+    mask = x['attention_mask'].to(dev)
+    return pool(model.encoder(input_ids=x['input_ids'].to(dev), attention_mask=mask).last_hidden_state, mask, pooling)
+
+# %% ../nbs/14_embed.ipynb #6abd02e4
+def _embed_ids(model, ids:list, pad_id:int, pooling:str, bs:int, max_tokens, normalize:bool)->np.ndarray:
+    "Embeddings of token-id lists, in length-sorted batches (as `aura.evaluate.predict`), rows in input order."
+    pad = MultiTaskCollator(pad_id, keys=())
+    out = np.zeros((len(ids), model.encoder.config.hidden_size), np.float32)
+    was_training = model.training; model.eval()
+    try:
+        with torch.inference_mode():
+            for b in token_batches([len(x) for x in ids], bs, max_tokens):
+                z = _embed_batch(model, pad({'input_ids': [ids[j] for j in b]}), pooling)
+                out[b] = (F.normalize(z, dim=-1) if normalize else z).float().cpu().numpy()
+    finally: model.train(was_training)
+    return out
+
+# %% ../nbs/14_embed.ipynb #8869e2f1
 def embed_texts(texts,                    # the sentences (a list of str)
                 encoder,                  # anything `load_encoder` accepts, or a (model, tokenizer) pair it returned
                 pooling:str|None=None,    # 'cls' or 'mean'; None: the encoder's own (an aura model's trained pooling, else 'cls')
@@ -87,25 +133,34 @@ def embed_texts(texts,                    # the sentences (a list of str)
                 device:str='cpu'          # used when `encoder` has to be loaded
                )->np.ndarray:             # (len(texts), hidden) float32, in input order
     "Pooled sentence embeddings of `texts` from `encoder`, computed in length-sorted batches."
-    if pooling is not None and pooling not in POOLINGS: raise ValueError(f"pooling={pooling!r}: expected one of {POOLINGS} or None")
-    if not (isinstance(bs, int) and bs >= 1): raise ValueError(f"bs={bs!r}: expected an int >= 1")
-    if not (isinstance(max_length, int) and max_length >= 2): raise ValueError(f"max_length={max_length!r}: expected an int >= 2")
+    _check_embed_args(pooling, bs, max_length)
     texts = _texts(texts)
     model, tok = encoder if isinstance(encoder, tuple) else load_encoder(encoder, device)
-    pooling = pooling or model.cfg.pooling
     ids = tok(texts, truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=False)['input_ids']
-    pad, dev = MultiTaskCollator(tok.pad_token_id, keys=()), next(model.parameters()).device
-    out = np.zeros((len(texts), model.encoder.config.hidden_size), np.float32)
-    was_training = model.training; model.eval()
-    try:
-        with torch.inference_mode():
-            for b in token_batches([len(x) for x in ids], bs, max_tokens):   # length-sorted, as aura.evaluate.predict
-                x = pad({'input_ids': [ids[j] for j in b]})
-                mask = x['attention_mask'].to(dev)
-                z = pool(model.encoder(input_ids=x['input_ids'].to(dev), attention_mask=mask).last_hidden_state, mask, pooling)
-                out[b] = (F.normalize(z, dim=-1) if normalize else z).float().cpu().numpy()
-    finally: model.train(was_training)
-    return out
+    return _embed_ids(model, ids, tok.pad_token_id, pooling or model.cfg.pooling, bs, max_tokens, normalize)
+
+# %% ../nbs/14_embed.ipynb #c8b80f8d
+def _eval_sets(table:TaskTable, sets)->list:
+    "The evaluation sets asked for (None: all of the table's), each checked to be one of the table's."
+    all_sets = table.eval_sets(); sets = list(sets or all_sets)
+    for s in sets:
+        if s not in all_sets: raise ValueError(f"sets: {s!r} is not an evaluation set of table {table.name!r}: {list(all_sets)}{hint(s, all_sets)}")
+    return sets
+
+# %% ../nbs/14_embed.ipynb #c171855f
+def _check_n_per_set(table:TaskTable, sets:list, n_per_set):
+    "Refuse an `n_per_set` below 5 texts per class of any set's task (and below 10)."
+    for s in sets:
+        task = table[table.eval_sets()[s][0]]; need = 5 * task.n_classes if task.kind != 'multilabel' else 10
+        if not (isinstance(n_per_set, int) and n_per_set >= max(need, 10)):
+            raise ValueError(f"n_per_set={n_per_set!r}: set {s!r} of task {task.name!r} ({task.n_classes} classes) needs an int >= {max(need, 10)} (5 texts per class)")
+
+# %% ../nbs/14_embed.ipynb #816661e8
+def _set_frame(ds, group:str, table:TaskTable, task, n:int, seed:int)->pd.DataFrame:
+    "Up to `n` rows of `ds` labelled for `task`, stratified by its label: text, `group`, and every task's label column."
+    ds = ds.select(np.flatnonzero(labelled(ds, task)))
+    ds = limit(ds, n, task, seed)
+    return pd.DataFrame({'text': ds[:]['text'], 'group': group, **{x.label: list(ds[:][x.label]) for x in table.tasks}})
 
 # %% ../nbs/14_embed.ipynb #82f206d2
 def embedding_sample(tasks:str|TaskTable='tox_emo',   # the task table (a built-in name, a task file or a table)
@@ -115,21 +170,14 @@ def embedding_sample(tasks:str|TaskTable='tox_emo',   # the task table (a built-
                      seed:int=0                        # seed of the stratified samples
                     )->pd.DataFrame:                   # text, group (the set), <task>_label per task (-1 = absent)
     "Stratified samples of the test rows of a task table's evaluation sets, in one frame."
-    table = load_tasks(tasks); all_sets = table.eval_sets(); sets = list(sets or all_sets)
+    table = load_tasks(tasks); all_sets = table.eval_sets(); sets = _eval_sets(table, sets)
+    _check_n_per_set(table, sets, n_per_set)
+    loaded, frames = {}, []   # a source shared by several sets is read once
     for s in sets:
-        if s not in all_sets: raise ValueError(f"sets: {s!r} is not an evaluation set of table {table.name!r}: {list(all_sets)}{hint(s, all_sets)}")
-    for s in sets:
-        task = table[all_sets[s][0]]; need = 5 * task.n_classes if task.kind != 'multilabel' else 10
-        if not (isinstance(n_per_set, int) and n_per_set >= max(need, 10)):
-            raise ValueError(f"n_per_set={n_per_set!r}: set {s!r} of task {task.name!r} ({task.n_classes} classes) needs an int >= {max(need, 10)} (5 texts per class)")
-    loaded, frames = {}, []
-    for s in sets:
-        t, src = all_sets[s]; task = table[t]
+        t, src = all_sets[s]
         if src not in loaded: loaded[src] = load_source(table.source(src), table, data_dir)
         if 'test' not in loaded[src]: raise ValueError(f"source {src!r} has no test rows for evaluation set {s!r}")
-        ds = loaded[src]['test']; ds = ds.select(np.flatnonzero(labelled(ds, task)))
-        ds = limit(ds, n_per_set, task, seed)
-        frames.append(pd.DataFrame({'text': ds[:]['text'], 'group': s, **{x.label: list(ds[:][x.label]) for x in table.tasks}}))
+        frames.append(_set_frame(loaded[src]['test'], s, table, table[t], n_per_set, seed))
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/14_embed.ipynb #1c3ec13f
@@ -144,6 +192,7 @@ SENTENCES = {
     'fear':                "I'm scared something bad is going to happen tonight.",
 }
 
+# %% ../nbs/14_embed.ipynb #51910f77
 def similarities(embs:dict,         # encoder name -> (k, hidden) embeddings of the same k sentences
                  labels:list        # k row/column labels
                 )->dict:            # encoder name -> (k, k) DataFrame of cosine similarities
@@ -155,6 +204,20 @@ def similarities(embs:dict,         # encoder name -> (k, hidden) embeddings of 
         out[name] = pd.DataFrame(cosine_similarity(X), index=list(labels), columns=list(labels))
     return out
 
+# %% ../nbs/14_embed.ipynb #798a8fe5
+def _shared_vmin(sims:dict)->float:
+    "The smallest off-diagonal similarity over all panels: the bottom of the shared colour scale."
+    return min(float(np.min(s.values[~np.eye(len(s), dtype=bool)])) for s in sims.values())
+
+# %% ../nbs/14_embed.ipynb #a151e4b0
+def _annotate(ax, s:pd.DataFrame, vmin:float):
+    "Print each value of `s` in its heatmap cell, black on light cells and white on dark ones."
+    for i in range(len(s)):
+        for j in range(len(s)):
+            v = s.values[i, j]
+            ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=6.5,
+                    color='black' if (v - vmin) / max(1 - vmin, 1e-9) > 0.6 else 'white')
+
 # %% ../nbs/14_embed.ipynb #084586ac
 def plot_similarity(sims:dict,            # encoder name -> (k, k) DataFrame from `similarities`
                     vmin:float|None=None, # colour scale (default: the smallest off-diagonal value over all panels)
@@ -162,7 +225,7 @@ def plot_similarity(sims:dict,            # encoder name -> (k, k) DataFrame fro
                    ):                     # a matplotlib Figure, one panel per encoder
     "Cosine-similarity heatmaps side by side, on one shared colour scale."
     if not sims: raise ValueError("sims is empty: pass at least one encoder's similarity matrix")
-    if vmin is None: vmin = min(float(np.min(s.values[~np.eye(len(s), dtype=bool)])) for s in sims.values())
+    if vmin is None: vmin = _shared_vmin(sims)
     k = max(len(s) for s in sims.values())
     fig, axs = plt.subplots(1, len(sims), figsize=(0.62 * k * len(sims) + 2.5, 0.55 * k + 1.8), squeeze=False)
     plt.close(fig)
@@ -171,12 +234,7 @@ def plot_similarity(sims:dict,            # encoder name -> (k, k) DataFrame fro
         ax.set_xticks(range(len(s)), s.columns, rotation=60, ha='right', fontsize=8)
         ax.set_yticks(range(len(s)), s.index if ax is axs[0][0] else [''] * len(s), fontsize=8)
         ax.set_title(name, fontsize=10)
-        if annotate:
-            for i in range(len(s)):
-                for j in range(len(s)):
-                    v = s.values[i, j]
-                    ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=6.5,
-                            color='black' if (v - vmin) / max(1 - vmin, 1e-9) > 0.6 else 'white')
+        if annotate: _annotate(ax, s, vmin)
     fig.colorbar(im, ax=list(axs[0]), shrink=0.8, label='cosine similarity')
     return fig
 
@@ -196,9 +254,7 @@ def project(X:np.ndarray,          # (n, hidden) embeddings
     return TSNE(2, perplexity=min(perplexity, (len(X) - 1) / 3), metric='cosine', init='pca',
                 random_state=seed).fit_transform(X)
 
-# %% ../nbs/14_embed.ipynb #06ab9139
-MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*')
-
+# %% ../nbs/14_embed.ipynb #1abcd650
 def class_colors(task # an `aura.tasks.Task`
                 )->dict: # class index -> matplotlib colour
     "Class index -> colour of a task: blue/red for binary, the colour cycle otherwise (its pseudo-label class light grey)."
@@ -206,22 +262,36 @@ def class_colors(task # an `aura.tasks.Task`
     cyc = [c for c in plt.rcParams['axes.prop_cycle'].by_key()['color'] if c != '#7f7f7f']
     return {i: ('lightgray' if c == task.pseudo else cyc[i % len(cyc)]) for i, c in enumerate(task.classes)}
 
+# %% ../nbs/14_embed.ipynb #2146cbb9
 def colourings(sample:pd.DataFrame, # from `embedding_sample`
                table:TaskTable      # its task table
               )->tuple:             # 'group', then task names
     "The colourings a sample allows: 'group' and each single-label task with a label column."
     return ('group', *[t.name for t in table.tasks if t.kind != 'multilabel' and t.label in sample])
 
+# %% ../nbs/14_embed.ipynb #7444812e
 def _groups(sample)->dict: return {g: f'C{i}' for i, g in enumerate(dict.fromkeys(sample.group))}
 
+# %% ../nbs/14_embed.ipynb #6900166b
+MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*')
+
+def _set_markers(sets:list)->dict:
+    "A marker per set when several sets carry a task's labels, else one 'o' for all (key None)."
+    return {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(sets)} if len(sets) > 1 else {None: 'o'}
+
+# %% ../nbs/14_embed.ipynb #cae242e9
+def _point_style(sample, by, table)->tuple:
+    "Colouring `by`: each row's colour, whether it has the label, and the marker of each set (`_set_markers`)."
+    g = sample.group.values
+    if by == 'group': return np.array([_groups(sample)[x] for x in g], dtype=object), np.ones(len(g), bool), {None: 'o'}
+    task = table[by]; y = sample[task.label].values.astype(int); cc = class_colors(task)
+    col, has = np.array([cc.get(v, 'k') for v in y], dtype=object), y >= 0
+    return col, has, _set_markers(list(dict.fromkeys(g[has])))
+
+# %% ../nbs/14_embed.ipynb #bc4b6c8e
 def _scatter(ax, P, sample, by, table, s=10, seed=0):
     "Draw every row of `sample` once: labelled points in a random order (no class hides another), the rest small and grey."
-    g = sample.group.values
-    if by == 'group': col, has, markers = np.array([_groups(sample)[x] for x in g], dtype=object), np.ones(len(g), bool), {None: 'o'}
-    else:
-        task = table[by]; y = sample[task.label].values.astype(int); cc = class_colors(task)
-        col, has = np.array([cc.get(v, 'k') for v in y], dtype=object), y >= 0
-        sets = list(dict.fromkeys(g[has])); markers = {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(sets)} if len(sets) > 1 else {None: 'o'}
+    g = sample.group.values; col, has, markers = _point_style(sample, by, table)
     ax.scatter(*P[~has].T, s=3, c='#d0d0d0', lw=0, zorder=1)
     rng = np.random.default_rng(seed)
     for t, mk in markers.items():
@@ -229,16 +299,30 @@ def _scatter(ax, P, sample, by, table, s=10, seed=0):
         kw = dict(lw=0.2, edgecolors='k', s=s + 4) if by != 'group' and table[by].kind == 'multiclass' else dict(lw=0, s=s + 4 * (mk != 'o'))
         ax.scatter(*P[idx].T, c=list(col[idx]), marker=mk, alpha=0.8, zorder=2, **kw)
 
-def _legend(ax, by, sample, table):
+# %% ../nbs/14_embed.ipynb #1f58aa2f
+def _legend_handles(by, sample, table)->list:
+    "Legend entries: a dot per group or class, then an open marker per set when several sets carry the task."
     dot = lambda c, l, mk='o', **kw: Line2D([], [], ls='', marker=mk, color=c, label=l, **kw)
-    if by == 'group': h = [dot(c, k) for k, c in _groups(sample).items()]
-    else:
-        task = table[by]; cc = class_colors(task); y = sample[task.label].values.astype(int)
-        h = [dot(cc[i], c, mec='k', mew=0.3) for i, c in enumerate(task.classes)]
-        sets = list(dict.fromkeys(sample.group.values[y >= 0]))
-        if len(sets) > 1: h += [dot('k', t, MARKERS[i % len(MARKERS)], mfc='none') for i, t in enumerate(sets)]
-    ax.legend(handles=h, fontsize=7.5, loc='upper left', bbox_to_anchor=(1, 1), frameon=False)
+    if by == 'group': return [dot(c, k) for k, c in _groups(sample).items()]
+    task = table[by]; cc = class_colors(task); y = sample[task.label].values.astype(int)
+    h = [dot(cc[i], c, mec='k', mew=0.3) for i, c in enumerate(task.classes)]
+    sets = list(dict.fromkeys(sample.group.values[y >= 0]))
+    if len(sets) > 1: h += [dot('k', t, mk, mfc='none') for t, mk in _set_markers(sets).items()]
+    return h
 
+def _legend(ax, by, sample, table):
+    ax.legend(handles=_legend_handles(by, sample, table), fontsize=7.5, loc='upper left', bbox_to_anchor=(1, 1), frameon=False)
+
+# %% ../nbs/14_embed.ipynb #a0bdba83
+def _check_projections(proj:dict, sample, by:tuple, ok:tuple):
+    "Refuse an empty `proj`, a colouring `by` not in `ok`, or coordinates that do not match the rows of `sample`."
+    if not proj: raise ValueError("proj is empty: pass at least one encoder's projection")
+    bad = [b for b in by if b not in ok]
+    if bad: raise ValueError(f"by={bad[0]!r}: expected values from {ok}{hint(bad[0], ok)}")
+    for name, P in proj.items():
+        if np.shape(P) != (len(sample), 2): raise ValueError(f"proj[{name!r}] has shape {np.shape(P)}; expected ({len(sample)}, 2) to match sample")
+
+# %% ../nbs/14_embed.ipynb #06ab9139
 def plot_projections(proj:dict,                     # encoder name -> (n, 2) coordinates of the rows of `sample`
                      sample:pd.DataFrame,           # from `embedding_sample` (group, <task>_label)
                      tasks:str|TaskTable='tox_emo', # the sample's task table
@@ -248,11 +332,7 @@ def plot_projections(proj:dict,                     # encoder name -> (n, 2) coo
                     ):                              # a matplotlib Figure: rows = encoders, columns = colourings
     "Scatter grid of 2-D projections: one row per encoder, one column per colouring."
     table = load_tasks(tasks); ok = colourings(sample, table); by = tuple(by or ok)
-    if not proj: raise ValueError("proj is empty: pass at least one encoder's projection")
-    bad = [b for b in by if b not in ok]
-    if bad: raise ValueError(f"by={bad[0]!r}: expected values from {ok}{hint(bad[0], ok)}")
-    for name, P in proj.items():
-        if np.shape(P) != (len(sample), 2): raise ValueError(f"proj[{name!r}] has shape {np.shape(P)}; expected ({len(sample)}, 2) to match sample")
+    _check_projections(proj, sample, by, ok)
     fig, axs = plt.subplots(len(proj), len(by), figsize=(4.6 * len(by), 3.6 * len(proj)), squeeze=False)
     plt.close(fig)
     for r, (name, P) in enumerate(proj.items()):
@@ -266,17 +346,45 @@ def plot_projections(proj:dict,                     # encoder name -> (n, 2) coo
     fig.tight_layout()
     return fig
 
-# %% ../nbs/14_embed.ipynb #bf770f75
+# %% ../nbs/14_embed.ipynb #a6c12e5d
 def _probe(C:float=0.1, seed:int=0):
+    "The linear probe: standardised features, L2-regularised logistic regression with balanced class weights."
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight='balanced', max_iter=5000, random_state=seed))
 
+# %% ../nbs/14_embed.ipynb #eca8009e
 def _f1(y, pred, K:int)->float: return float(f1_score(y, pred, average='macro', labels=list(range(K)), zero_division=0))
 
+# %% ../nbs/14_embed.ipynb #5f608280
 def _cv_f1(clf, X, y, cv, seed, K:int)->float:
+    "Macro-F1 of `clf`'s cross-validated predictions, in at most `cv` stratified folds (NaN if a class has < 2 rows)."
     k = min(cv, int(np.bincount(y)[np.unique(y)].min()))
     if k < 2: return float('nan')
     return _f1(y, cross_val_predict(clf, X, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed)), K)
 
+# %% ../nbs/14_embed.ipynb #d812bd34
+def _check_separation(X, sample:pd.DataFrame, task, cv, k)->np.ndarray:
+    "`X` as float64, after refusing a multilabel `task`, a row count unlike `sample`'s, a bad `cv` or `k`, or no label column."
+    if task.kind == 'multilabel': raise ValueError(f"task={task.name!r} is multilabel: separation needs one class per text")
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[0] != len(sample): raise ValueError(f"X has {X.shape[0]} rows but sample has {len(sample)}")
+    if not (isinstance(cv, int) and cv >= 2): raise ValueError(f"cv={cv!r}: expected an int >= 2")
+    if not (isinstance(k, int) and k >= 1): raise ValueError(f"k={k!r}: expected an int >= 1")
+    if task.label not in sample: raise ValueError(f"sample has no column {task.label!r} (columns: {list(sample.columns)})")
+    return X
+
+# %% ../nbs/14_embed.ipynb #8b003d7e
+def _set_scores(Xt, yt, K:int, cv:int, k:int, C:float, seed:int, transfer=None)->dict:
+    "n, class balance, silhouette, probe / kNN / transfer F1 and floor of one set's rows (NaN where it has one class)."
+    two, nan = len(np.unique(yt)) >= 2, float('nan')
+    knn = KNeighborsClassifier(min(k, len(yt) - len(yt) // cv - 1), metric='cosine')
+    return dict(n=len(yt), majority_share=float(np.bincount(yt, minlength=K).max() / len(yt)),
+                silhouette=float(silhouette_score(Xt, yt, metric='cosine')) if two else nan,
+                probe_f1=_cv_f1(_probe(C, seed), Xt, yt, cv, seed, K) if two else nan,
+                knn_f1=_cv_f1(knn, Xt, yt, cv, seed, K) if two else nan,
+                transfer_f1=_f1(yt, transfer.predict(Xt), K) if transfer is not None and two else nan,
+                floor=majority_floor(yt, K))
+
+# %% ../nbs/14_embed.ipynb #bf770f75
 def separation(X:np.ndarray,                   # (n, hidden) embeddings of the rows of `sample`
                sample:pd.DataFrame,            # from `embedding_sample` (group, <task>_label)
                task:str|None=None,             # a single-label task of the table (None: the main task)
@@ -288,13 +396,7 @@ def separation(X:np.ndarray,                   # (n, hidden) embeddings of the r
               )->pd.DataFrame:                 # one row per set (and 'all sets'): n, majority_share, silhouette, probe_f1, knn_f1, transfer_f1, floor
     "How well a task's classes separate in the embedding space, per evaluation set."
     table = load_tasks(tasks); task = table[task or table.main]
-    if task.kind == 'multilabel': raise ValueError(f"task={task.name!r} is multilabel: separation needs one class per text")
-    X = np.asarray(X, dtype=np.float64)
-    if X.shape[0] != len(sample): raise ValueError(f"X has {X.shape[0]} rows but sample has {len(sample)}")
-    if not (isinstance(cv, int) and cv >= 2): raise ValueError(f"cv={cv!r}: expected an int >= 2")
-    if not (isinstance(k, int) and k >= 1): raise ValueError(f"k={k!r}: expected an int >= 1")
-    if task.label not in sample: raise ValueError(f"sample has no column {task.label!r} (columns: {list(sample.columns)})")
-    X = normalize(X)   # unit rows: the probes see directions, as cosine similarity does
+    X = normalize(_check_separation(X, sample, task, cv, k))   # unit rows: the probes see directions, as cosine similarity does
     g, y, K = sample.group.values, sample[task.label].values.astype(int), task.n_classes
     sets = [s for s in dict.fromkeys(g) if (y[g == s] >= 0).any()]
     if not sets: raise ValueError(f"sample has no rows with {task.name!r} labels")
@@ -303,14 +405,8 @@ def separation(X:np.ndarray,                   # (n, hidden) embeddings of the r
     rows = []
     for s in [*sets, 'all sets'] if len(sets) > 1 else sets:
         m = (np.isin(g, sets) if s == 'all sets' else g == s) & (y >= 0)
-        Xt, yt = X[m], y[m]
-        two = len(np.unique(yt)) >= 2
-        tr = _f1(yt, transfer.predict(Xt), K) if transfer is not None and s not in (sets[0], 'all sets') and two else float('nan')
-        rows.append(dict(set=s, n=int(m.sum()), majority_share=float(np.bincount(yt, minlength=K).max() / len(yt)),
-                         silhouette=float(silhouette_score(Xt, yt, metric='cosine')) if two else float('nan'),
-                         probe_f1=_cv_f1(_probe(C, seed), Xt, yt, cv, seed, K) if two else float('nan'),
-                         knn_f1=_cv_f1(KNeighborsClassifier(min(k, len(yt) - len(yt) // cv - 1), metric='cosine'), Xt, yt, cv, seed, K) if two else float('nan'),
-                         transfer_f1=tr, floor=majority_floor(yt, K)))
+        tr = transfer if s not in (sets[0], 'all sets') else None
+        rows.append(dict(set=s, **_set_scores(X[m], y[m], K, cv, k, C, seed, tr)))
     return pd.DataFrame(rows)
 
 # %% ../nbs/14_embed.ipynb #d4d2566a
@@ -325,6 +421,7 @@ def parse_encoders(encoders:str|list # comma-separated, e.g. 'offline,outputs/st
             raise ValueError(f"encoders: {e!r} is neither 'offline', an existing folder, nor a Hub id ('name' or 'org/name')")
     return list(dict.fromkeys(map(str, items)))
 
+# %% ../nbs/14_embed.ipynb #01ba2337
 def embed_encoders(texts,                 # the sentences
                    encoders:list,         # from `parse_encoders`
                    **kwargs               # passed to `embed_texts` (pooling, bs, max_length, normalize, device)
@@ -337,6 +434,7 @@ def embed_encoders(texts,                 # the sentences
         out[name] = embed_texts(texts, e, **kwargs)
     return out
 
+# %% ../nbs/14_embed.ipynb #9134caf4
 def separation_table(embs:dict,           # encoder label -> embeddings of the rows of `sample`
                      sample:pd.DataFrame, # from `embedding_sample`
                      **kwargs             # passed to `separation` (task, tasks, cv, k, C, seed)

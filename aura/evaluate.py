@@ -117,7 +117,7 @@ def _boot_stats(metric, batched, arrays, n_boot, seed)->list[np.ndarray]:
 def bootstrap_ci(y,                 # (N,) labels, or (N, K) multi-hot (rows are the resampled items)
                  pred,              # same shape: predicted labels
                  metric=macro_f1,   # metric(y, pred); with batched=True it must accept (B, N) rows
-                 n:int=1000,        # number of bootstrap resamples
+                 n_boot:int=1000,   # number of bootstrap resamples
                  seed:int=0,        # seed of the resampling
                  alpha:float=0.05,  # 1 - confidence level
                  batched:bool=True, # False: call `metric` once per resample on 1-D arrays
@@ -128,9 +128,9 @@ def bootstrap_ci(y,                 # (N,) labels, or (N, K) multi-hot (rows are
     if y.ndim not in (1, 2) or y.shape != pred.shape: raise ValueError(f"y and pred must be of equal shape, (N,) or (N, K), got {y.shape} and {pred.shape}")
     if not len(y): raise ValueError("y is empty")
     if not 0 < alpha < 1: raise ValueError(f"alpha={alpha} must be in (0, 1)")
-    if n < 1: raise ValueError(f"n={n} must be >= 1")
+    if n_boot < 1: raise ValueError(f"n_boot={n_boot} must be >= 1")
     point = float(metric(y, pred))
-    s, = _boot_stats(metric, batched, [(y, pred)], n, seed)
+    s, = _boot_stats(metric, batched, [(y, pred)], n_boot, seed)
     lo, hi = np.quantile(s, [alpha / 2, 1 - alpha / 2])
     res = (point, float(lo), float(hi))
     return (*res, s) if return_samples else res
@@ -145,7 +145,7 @@ def paired_bootstrap(y,              # (N,) labels, or (N, K) multi-hot
                      pred_a,         # predictions of run A, shaped like y
                      pred_b,         # predictions of run B, same items
                      metric=macro_f1, # metric(y, pred); with batched=True it must accept (B, N) rows
-                     n:int=1000,     # number of bootstrap resamples
+                     n_boot:int=1000, # number of bootstrap resamples
                      seed:int=0,     # seed of the resampling
                      alpha:float=0.05, # 1 - confidence level
                      batched:bool=True # False: call `metric` once per resample on 1-D arrays
@@ -154,10 +154,10 @@ def paired_bootstrap(y,              # (N,) labels, or (N, K) multi-hot
     y, a, b = np.asarray(y), np.asarray(pred_a), np.asarray(pred_b)
     if not (y.ndim in (1, 2) and y.shape == a.shape == b.shape): raise ValueError(f"y, pred_a, pred_b must be of equal shape, got {y.shape}, {a.shape}, {b.shape}")
     if not len(y): raise ValueError("y is empty")
-    sa, sb = _boot_stats(metric, batched, [(y, a), (y, b)], n, seed)
+    sa, sb = _boot_stats(metric, batched, [(y, a), (y, b)], n_boot, seed)
     d = sa - sb
     lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
-    return dict(diff=float(metric(y, a)) - float(metric(y, b)), lo=float(lo), hi=float(hi), p_value=float(_p_value(d)), n_boot=n)
+    return dict(diff=float(metric(y, a)) - float(metric(y, b)), lo=float(lo), hi=float(hi), p_value=float(_p_value(d)), n_boot=n_boot)
 
 # %% ../nbs/06_evaluate.ipynb #e260df92
 def _per_class(y, pred, classes)->dict:
@@ -279,16 +279,16 @@ def delta_f1(results, # dict set -> metrics dict (with 'macro_f1') or -> macro-F
     return float(f1[_tier(f1, first)] - f1[_tier(f1, last)])
 
 # %% ../nbs/06_evaluate.ipynb #857ddafe
-def _tier_boot(preds_by_tier:dict, prefix:str, threshold:float, n:int, ss, alpha:float)->tuple:
+def _tier_boot(preds_by_tier:dict, prefix:str, threshold:float, n_boot:int, ss, alpha:float)->tuple:
     "(macro-F1, lo, hi, samples) of one tier's decisions `prob >= threshold`, bootstrapped with seed `ss`."
     y, prob = preds_by_tier[_tier(preds_by_tier, prefix)]
     y = _labels(y); pred = (_probs(prob, len(y)) >= threshold).astype(np.int64)
-    return bootstrap_ci(y, pred, functools.partial(macro_f1, labels=(0, 1)), n, ss, alpha, return_samples=True)
+    return bootstrap_ci(y, pred, functools.partial(macro_f1, labels=(0, 1)), n_boot, ss, alpha, return_samples=True)
 
 # %% ../nbs/06_evaluate.ipynb #2b7d26f2
 def delta_f1_ci(preds_by_tier:dict,   # tier -> (labels, positive-class probabilities)
                 threshold:float=0.5,  # decision threshold of both tiers
-                n:int=1000,           # bootstrap resamples of each tier
+                n_boot:int=1000,      # bootstrap resamples of each tier
                 seed:int=0,           # seed of the two (independent) resampling streams
                 alpha:float=0.05,     # 1 - confidence level
                 first:str='L1',       # name (or unique prefix) of the in-distribution tier
@@ -296,7 +296,7 @@ def delta_f1_ci(preds_by_tier:dict,   # tier -> (labels, positive-class probabil
                )->tuple:              # (delta, lo, hi)
     "ΔF1 with a percentile-bootstrap CI from independent resamples of the two tiers."
     s1, s3 = np.random.SeedSequence(seed).spawn(2)
-    out = [_tier_boot(preds_by_tier, prefix, threshold, n, ss, alpha) for prefix, ss in ((first, s1), (last, s3))]
+    out = [_tier_boot(preds_by_tier, prefix, threshold, n_boot, ss, alpha) for prefix, ss in ((first, s1), (last, s3))]
     lo, hi = np.quantile(out[0][3] - out[1][3], [alpha / 2, 1 - alpha / 2])
     return (out[0][0] - out[1][0], float(lo), float(hi))
 

@@ -25,7 +25,7 @@ from .results import score_predictions, save_predictions, save_metrics, probs, h
 # %% auto #0
 __all__ = ['PRESETS', 'RETIRED', 'THRESHOLD_POLICIES', 'REQUIRED_FILES', 'WEIGHT_FILES', 'KAGGLE_JIGSAW', 'EXTRA_KEYS',
            'ExperimentConfig', 'paradigm_name', 'active_tasks', 'experiment_order', 'kaggle_jigsaw', 'source_dirs',
-           'validate', 'make_config', 'RunExistsError', 'run_path', 'start_run', 'overlap_counts', 'load_data',
+           'check_config', 'make_config', 'RunExistsError', 'run_path', 'start_run', 'overlap_counts', 'load_data',
            'train_run', 'evaluate_run', 'oracle_metrics', 'evaluate_model_dir', 'peak_memory', 'finish_run',
            'run_experiment']
 
@@ -324,7 +324,7 @@ def _check_output(cfg:ExperimentConfig):
     if shutil.disk_usage(probe).free < 200 * 2**20: raise OSError(f"output_dir={str(out)!r}: less than 200 MB free on its disk")
 
 # %% ../nbs/10_experiment.ipynb #9fbd6170
-def validate(cfg:ExperimentConfig # the configuration to check
+def check_config(cfg:ExperimentConfig # the configuration to check
             )->ExperimentConfig:    # `cfg`, unchanged
     "Check every parameter (types, ranges, names, the task table, data files, backbone, output folder); raise naming the first bad one."
     _, batching = resolve_paradigm(cfg.paradigm, cfg.label_policy, cfg.batching)
@@ -337,7 +337,7 @@ def validate(cfg:ExperimentConfig # the configuration to check
 
 # %% ../nbs/10_experiment.ipynb #e2a55136
 def make_config(**params # `ExperimentConfig` fields (None: the preset's value), `preset` among them
-               )->ExperimentConfig: # checked by `validate`
+               )->ExperimentConfig: # checked by `check_config`
     "Validated `ExperimentConfig` from a preset (`preset=`) and explicit parameters (None = use the preset's value)."
     kw = _merged(params)
     for k in ('paradigm', 'label_policy', 'batching'):
@@ -345,7 +345,7 @@ def make_config(**params # `ExperimentConfig` fields (None: the preset's value),
     given = kw.get('label_policy') is not None and kw.get('batching') is not None
     lp, b = resolve_paradigm(kw.get('paradigm') or (None if given else 'masked'), kw.get('label_policy'), kw.get('batching'))
     kw.update(paradigm=paradigm_name(lp, b), label_policy=lp, batching=b)
-    return validate(ExperimentConfig(**{k: v for k, v in kw.items() if v is not None or k == 'warmup'}))
+    return check_config(ExperimentConfig(**{k: v for k, v in kw.items() if v is not None or k == 'warmup'}))
 
 # %% ../nbs/10_experiment.ipynb #bad1869c
 class RunExistsError(FileExistsError):
@@ -379,20 +379,20 @@ def run_path(cfg:ExperimentConfig # the experiment
     return run
 
 # %% ../nbs/10_experiment.ipynb #4ded9d0c
-def start_run(cfg:ExperimentConfig,
-              run:Path|None=None, # the folder from `run_path` (None: `run_path(cfg)` now)
+def start_run(cfg:ExperimentConfig,   # the run's configuration (`make_config`)
+              run_dir:Path|None=None, # the folder from `run_path` (None: `run_path(cfg)` now)
               files=()            # the data files the run reads (`load_data(...)['files']`): their sha256 go into env.json
              )->Path:             # the run folder
     "Create (or re-open, to resume) the run folder; write `config.json` (with the resolved task table) and `env.json`."
     c = _config_dict(cfg)
-    run = Path(run) if run is not None else run_path(cfg)
-    old = _check_run(run, c)                               # again: the folder may have changed since `run_path`
+    run_dir = Path(run_dir) if run_dir is not None else run_path(cfg)
+    old = _check_run(run_dir, c)                               # again: the folder may have changed since `run_path`
     c['created'] = (old or {}).get('created') or datetime.now(timezone.utc).isoformat(timespec='seconds')  # resuming keeps it
-    run.mkdir(parents=True, exist_ok=True)
-    c['run_id'], c['task_table'] = run.name, table_to_dict(cfg.table())   # what the tasks were, even if a task file changes later
-    save_json(c, run/'config.json')
-    save_json(env_info(files, device=get_device(cfg.device)), run/'env.json')
-    return run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    c['run_id'], c['task_table'] = run_dir.name, table_to_dict(cfg.table())   # what the tasks were, even if a task file changes later
+    save_json(c, run_dir/'config.json')
+    save_json(env_info(files, device=get_device(cfg.device)), run_dir/'env.json')
+    return run_dir
 
 # %% ../nbs/10_experiment.ipynb #cff5fe8a
 def _key(ds:Dataset)->list[str]: return [' '.join(t.lower().split()) for t in ds[:]['text']]
@@ -464,17 +464,17 @@ def load_data(cfg:ExperimentConfig, # the experiment
 def train_run(cfg:ExperimentConfig, # the experiment
               data:dict,          # `load_data` output
               tokenizer,          # the backbone's tokenizer (saved with the best model)
-              run:Path,           # the run folder (`start_run`)
+              run_dir:Path,       # the run folder (`start_run`)
               quiet:bool=False    # no progress bar
              )->Trainer:          # the fitted trainer, best weights loaded
-    "Train under `cfg`, writing the checkpoint, the best model and the history into `run`."
+    "Train under `cfg`, writing the checkpoint, the best model and the history into `run_dir`."
     set_seed(cfg.seed); table = data['table']
     model = build_model(cfg.backbone, pooling=cfg.pooling, head_hidden=cfg.head_hidden, dropout=cfg.dropout, tasks=table,
                         head_mode=cfg.head_mode, order=experiment_order(cfg, table))
     freeze(model, cfg.freeze, cfg.freeze_layers)
-    tr = Trainer(model, tokenizer, data['train'], data['val'], cfg.train_config(table), out_dir=run, quiet=quiet).fit()
+    tr = Trainer(model, tokenizer, data['train'], data['val'], cfg.train_config(table), run_dir=run_dir, quiet=quiet).fit()
     steps, epochs = tr.history()
-    atomic_write(run/'history.csv', steps.to_csv(index=False)); atomic_write(run/'epochs.csv', epochs.to_csv(index=False))
+    atomic_write(run_dir/'history.csv', steps.to_csv(index=False)); atomic_write(run_dir/'epochs.csv', epochs.to_csv(index=False))
     return tr
 
 # %% ../nbs/10_experiment.ipynb #d5c4c96b
@@ -488,16 +488,16 @@ def evaluate_run(cfg:ExperimentConfig, # the experiment
                  model,               # the trained `MultiTaskModel`
                  tokenizer,           # its tokenizer
                  data:dict,           # `load_data` output
-                 run:Path|None=None   # where predictions/ go (None: nowhere)
+                 run_dir:Path|None=None # where predictions/ go (None: nowhere)
                 )->dict:              # the metrics (schema 2, without the run facts `finish_run` adds)
-    "Calibrate every task on its validation rows, evaluate every evaluation set; write predictions (if `run`); return the metrics."
+    "Calibrate every task on its validation rows, evaluate every evaluation set; write predictions (if `run_dir`); return the metrics."
     table = data['table']; kw = dict(pad_token_id=tokenizer.pad_token_id, precision=auto_precision(cfg.precision, cfg.device))   # evaluate at the training precision
     val = {t: (lambda m: (_labels_of(ds, table[t])[m], predict(model, ds, **kw)[table[t].logits][m]))(labelled(ds, table[t]))
            for t, ds in data['val_by_task'].items()}
     sets = {name: (data['eval_task'][name], ds[:]['text'], _labels_of(ds, table[data['eval_task'][name]]),
                    predict(model, ds, **kw)[table[data['eval_task'][name]].logits]) for name, ds in data['eval'].items()}
     m, frames = score_predictions(table, sets, val, cfg.threshold_policy, cfg.n_boot, cfg.seed)
-    if run: save_predictions(run, frames)
+    if run_dir: save_predictions(run_dir, frames)
     if getattr(model, 'first', None): m['oracle'] = oracle_metrics(model, data, cfg.threshold_policy, m, kw)
     m['overlap'] = data.get('overlap', {})   # test rows whose text is also a training text
     m['skipped'] = data.get('skipped', {})   # evaluation sets that could not be read, and why
@@ -525,14 +525,14 @@ def oracle_metrics(model,         # a two-step `MultiTaskModel`
 
 # %% ../nbs/10_experiment.ipynb #227d8f76
 def evaluate_model_dir(model_dir:str|Path,     # a directory written by `aura.model.save_model` (e.g. a run's best_model/)
-                       out_dir:str|Path|None=None, # where to write predictions/ (None: nowhere)
+                       run_dir:str|Path|None=None, # where to write predictions/ (None: nowhere)
                        **params               # experiment parameters for the data (tasks, data_dir, eval_sets, max_eval_rows, ...)
                       )->dict:                # the metrics, as in a run's metrics.json
     "Calibrate and evaluate a saved model on the evaluation sets of its task table."
     model, tok = load_model(model_dir)
     if tok is None: raise FileNotFoundError(f"{model_dir} holds no tokenizer; save the model with its tokenizer")
     cfg = make_config(**{'backbone': str(model_dir), **params})
-    return evaluate_run(cfg, model, tok, load_data(cfg, tok), Path(out_dir) if out_dir else None)
+    return evaluate_run(cfg, model, tok, load_data(cfg, tok), Path(run_dir) if run_dir else None)
 
 # %% ../nbs/10_experiment.ipynb #f1fe2254
 def peak_memory()->dict:
@@ -544,19 +544,19 @@ def peak_memory()->dict:
     return out
 
 # %% ../nbs/10_experiment.ipynb #7def05ff
-def finish_run(run:Path,            # the run folder
+def finish_run(run_dir:Path,        # the run folder
                cfg:ExperimentConfig, # the experiment
                metrics:dict,        # `evaluate_run` output
                trainer:Trainer,     # the fitted trainer
                t0:float             # `time.time()` when the run started
               )->dict:              # what `metrics.json` now holds
     "Add the run facts (best epoch, times, sizes) to `metrics` and write `metrics.json` last: its presence marks a finished run."
-    metrics = {'run_id': run.name, 'run_name': cfg.run_name, 'paradigm': json.loads((run/'config.json').read_text())['paradigm'],
+    metrics = {'run_id': run_dir.name, 'run_name': cfg.run_name, 'paradigm': json.loads((run_dir/'config.json').read_text())['paradigm'],
                'tasks_name': cfg.table().name, 'seed': cfg.seed, **metrics, 'best_epoch': trainer.state['best_epoch'],
                'epochs_run': trainer.state['epoch'], 'steps': trainer.state['step'], 'train_seconds': getattr(trainer, 'train_seconds', None),
                'wall_seconds': time.time() - t0, 'n_params': n_params(trainer.model), 'n_trainable': n_params(trainer.model, trainable=True),
                'oversampling': getattr(trainer, 'oversampling', None) or {}, **peak_memory()}
-    save_metrics(run, metrics)
+    save_metrics(run_dir, metrics)
     return metrics
 
 # %% ../nbs/10_experiment.ipynb #ed1963a7

@@ -16,6 +16,18 @@ from .results import score_predictions, save_predictions, save_metrics
 # %% auto #0
 __all__ = ['fake_set', 'fake_history', 'write_run']
 
+# %% ../nbs/09a_fixtures.ipynb #5c0caf50
+def _fake_multiclass(ri, rp, n:int, K:int, acc:float)->tuple:
+    "(labels, logits) of `n` multiclass items: labels drawn from `ri`, logits from `rp` with an argmax right with probability `acc`."
+    y = ri.integers(0, K, n); hit = np.where(rp.random(n) < acc, y, (y + rp.integers(1, K, n)) % K)
+    return y, np.eye(K)[hit] * 4 + rp.random((n, K))     # the argmax is `hit`
+
+# %% ../nbs/09a_fixtures.ipynb #0030d7f5
+def _fake_logits(rp, y:np.ndarray, acc:float)->np.ndarray:
+    "Logits for 0/1 labels `y` (any shape): positive exactly where a decision right with probability `acc` says 1."
+    hit = np.where(rp.random(y.shape) < acc, y, 1 - y)
+    return (2 * hit - 1) * (.2 + 2 * rp.random(y.shape))   # logit > 0 exactly where `hit` is 1
+
 # %% ../nbs/09a_fixtures.ipynb #33ad1c4a
 def fake_set(task:Task,        # the set's task
              n:int,            # items
@@ -28,61 +40,118 @@ def fake_set(task:Task,        # the set's task
     "Synthetic items of one evaluation set and logits right with probability `acc`."
     ri, rp = np.random.default_rng([items_seed, k]), np.random.default_rng([seed, items_seed, k, 1])
     texts, K = [f'{name} {items_seed}-{k}-{i}' for i in range(n)], task.n_classes
-    if task.kind == 'multiclass':
-        y = ri.integers(0, K, n); hit = np.where(rp.random(n) < acc, y, (y + rp.integers(1, K, n)) % K)
-        return texts, y, np.eye(K)[hit] * 4 + rp.random((n, K))     # the argmax is `hit`
+    if task.kind == 'multiclass': return (texts, *_fake_multiclass(ri, rp, n, K, acc))
     y = (ri.random(n) < .25 + .1 * (k % 3)).astype(np.int64) if task.kind == 'binary' else (ri.random((n, K)) < .25).astype(np.int64)
-    hit = np.where(rp.random(y.shape) < acc, y, 1 - y)
-    return texts, y, (2 * hit - 1) * (.2 + 2 * rp.random(y.shape))   # logit > 0 exactly where `hit` is 1
+    return texts, y, _fake_logits(rp, y, acc)
+
+# %% ../nbs/09a_fixtures.ipynb #edc7e658
+def _default_accs(sets:dict, table)->dict:
+    "Evaluation set -> accuracy: each task's sets get 0.85, 0.78, ... (0.6, 0.53, ... for a multiclass task), in order."
+    out, seen = {}, {}
+    for s, t in sets.items():
+        seen[t] = seen.get(t, -1) + 1; out[s] = (.6 if table[t].kind == 'multiclass' else .85) - .07 * seen[t]
+    return out
 
 # %% ../nbs/09a_fixtures.ipynb #a6b268f8
 def _accs(acc, sets:dict, table)->dict:
     "Evaluation set -> accuracy from None, a number, a dict or a sequence in set order."
-    if acc is None:
-        out, seen = {}, {}
-        for s, t in sets.items():
-            seen[t] = seen.get(t, -1) + 1; out[s] = (.6 if table[t].kind == 'multiclass' else .85) - .07 * seen[t]
-        return out
+    if acc is None: return _default_accs(sets, table)
     if isinstance(acc, dict):
         bad = [k for k in acc if k not in sets]
         if bad: raise ValueError(f"acc: {bad[0]!r} is not an evaluation set of this run: {list(sets)}")
-        return {**_accs(None, sets, table), **acc}
+        return {**_default_accs(sets, table), **acc}
     if isinstance(acc, (int, float)): return {s: float(acc) for s in sets}
     if len(acc) != len(sets): raise ValueError(f"acc has {len(acc)} values for the {len(sets)} evaluation sets {list(sets)}")
     return dict(zip(sets, acc))
+
+# %% ../nbs/09a_fixtures.ipynb #66b27dd5
+def _fake_step(s:int, tasks, interleaved:bool, kendall:bool, steps:int, epochs:int, rng)->dict:
+    "Row of step `s`: per-task losses and counts (NaN / 0 for the tasks an interleaved batch lacks), weights, σ, learning rates."
+    r = {'step': s, 'epoch': (s - 1) * epochs // steps}
+    for i, t in enumerate(tasks):
+        on = not interleaved or (s - 1) % len(tasks) == i
+        r[f'loss_{t}'] = float(np.exp(-s / steps) * (1 + i) + .05 * rng.random()) if on else np.nan
+        r[f'n_{t}'] = 16. if on else 0.
+    r['loss'] = float(np.nanmean([r[f'loss_{t}'] for t in tasks]))
+    for i, t in enumerate(tasks):
+        r[f'w_{t}'] = .5 + (.1 if i else -.1) * s / steps
+        if kendall: r[f'sigma_{t}'] = float(np.sqrt(1 / (2 * r[f'w_{t}'])))
+    r.update(lr_encoder=5e-5 * min(1, s / 3), lr_heads=1e-4 * min(1, s / 3), lr_loss=1e-2)
+    return r
+
+# %% ../nbs/09a_fixtures.ipynb #8a7de512
+def _fake_epoch(e:int, tasks, steps:int, epochs:int)->dict:
+    "Row of epoch `e`: validation loss falling and F1 per task rising by 0.05 an epoch; the last epoch is the best."
+    f1 = [.6 + .05 * e - .1 * i for i in range(len(tasks))]
+    return {'epoch': e, 'step': (e + 1) * steps // epochs, 'val_loss': .8 - .1 * e, **{f'val_{t}_f1': f for t, f in zip(tasks, f1)},
+            'val_mean_f1': float(np.mean(f1)), **{f'weight_{t}': .5 for t in tasks}, 'best': e == epochs - 1}
 
 # %% ../nbs/09a_fixtures.ipynb #43a88f50
 def fake_history(tasks,            # the trained tasks
                  interleaved:bool, # one task per batch (the others' losses NaN) or every task in every batch
                  kendall:bool=True,# Kendall weighting: σ columns
-                 steps:int=20, epochs:int=2, seed:int=0
+                 steps:int=20,     # optimizer steps
+                 epochs:int=2,     # epochs (the steps are spread over them)
+                 seed:int=0        # seed of the losses' noise
                 )->tuple:          # (history, epochs) DataFrames with `aura.train.Trainer.history`'s columns
     "A synthetic per-step and per-epoch history with the columns and the NaN pattern of a real one."
-    rng = np.random.default_rng(seed); rows = []
-    for s in range(1, steps + 1):
-        r = {'step': s, 'epoch': (s - 1) * epochs // steps}
-        for i, t in enumerate(tasks):
-            on = not interleaved or (s - 1) % len(tasks) == i
-            r[f'loss_{t}'] = float(np.exp(-s / steps) * (1 + i) + .05 * rng.random()) if on else np.nan
-            r[f'n_{t}'] = 16. if on else 0.
-        r['loss'] = float(np.nanmean([r[f'loss_{t}'] for t in tasks]))
-        for i, t in enumerate(tasks):
-            r[f'w_{t}'] = .5 + (.1 if i else -.1) * s / steps
-            if kendall: r[f'sigma_{t}'] = float(np.sqrt(1 / (2 * r[f'w_{t}'])))
-        r.update(lr_encoder=5e-5 * min(1, s / 3), lr_heads=1e-4 * min(1, s / 3), lr_loss=1e-2)
-        rows.append(r)
-    ep = [{'epoch': e, 'step': (e + 1) * steps // epochs, 'val_loss': .8 - .1 * e,
-           **{f'val_{t}_f1': .6 + .05 * e - .1 * i for i, t in enumerate(tasks)},
-           'val_mean_f1': float(np.mean([.6 + .05 * e - .1 * i for i in range(len(tasks))])),
-           **{f'weight_{t}': .5 for t in tasks}, 'best': e == epochs - 1} for e in range(epochs)]
-    return pd.DataFrame(rows), pd.DataFrame(ep)
+    rng = np.random.default_rng(seed)
+    rows = [_fake_step(s, tasks, interleaved, kendall, steps, epochs, rng) for s in range(1, steps + 1)]
+    return pd.DataFrame(rows), pd.DataFrame([_fake_epoch(e, tasks, steps, epochs) for e in range(epochs)])
 
-# %% ../nbs/09a_fixtures.ipynb #ef430502
+# %% ../nbs/09a_fixtures.ipynb #0b447a39
+def _run_sets(cfg)->tuple:
+    "(table, trained tasks, evaluation set -> task) of an experiment config: its `eval_sets`, else every set of the trained tasks."
+    table = cfg.table(); active = active_tasks(cfg, table); all_sets = table.eval_sets()
+    return table, active, {s: all_sets[s][0] for s in (cfg.eval_sets or [s for s, (t, _) in all_sets.items() if t in active])}
+
+# %% ../nbs/09a_fixtures.ipynb #a5af8468
 def _created(v)->str:
     "ISO 8601 (UTC) from a POSIX time or an ISO string."
     if isinstance(v, (int, float)): return datetime.fromtimestamp(v, timezone.utc).isoformat(timespec='seconds')
     return str(v)
 
+# %% ../nbs/09a_fixtures.ipynb #b5da85ce
+def _set_created(run:Path, created):
+    "Write the creation time `created` into the run's config.json."
+    c = json.loads((run/'config.json').read_text()); c['created'] = _created(created); save_json(c, run/'config.json')
+
+def _set_mtime(run:Path, created):
+    "Set the modification time of the run's config.json to `created`."
+    t = datetime.fromisoformat(_created(created)).timestamp(); os.utime(run/'config.json', (t, t))
+
+# %% ../nbs/09a_fixtures.ipynb #d15df1cd
+def _write_histories(run:Path, active, cfg, seed:int, finished:bool):
+    "history.csv, and for a finished run epochs.csv, of a synthetic training with the batching and weighting of `cfg`."
+    steps, epochs = fake_history(active, cfg.batching == 'interleaved', cfg.weighting == 'kendall' and len(active) > 1, seed=seed)
+    atomic_write(run/'history.csv', steps.to_csv(index=False))
+    if finished: atomic_write(run/'epochs.csv', epochs.to_csv(index=False))
+
+# %% ../nbs/09a_fixtures.ipynb #3998fbce
+def _score(table, sets:dict, accs:dict, n:int, items_seed:int, seed:int, policy:str, n_boot:int, boot_seed:int)->tuple:
+    "(metrics, prediction frames) of synthetic logits for `sets` and each task's validation rows, scored by `score_predictions`."
+    order = list(table.eval_sets())
+    data = {s: (t, *fake_set(table[t], n, accs[s], items_seed, seed, order.index(s), s)) for s, t in sets.items()}
+    val = {}
+    for s, t in sets.items():
+        if t not in val: val[t] = fake_set(table[t], n, accs[s], items_seed + 1000, seed, order.index(s))[1:]
+    with warnings.catch_warnings():   # synthetic logits may put a temperature at the edge of its search interval
+        warnings.simplefilter('ignore')
+        return score_predictions(table, data, val, policy, n_boot, boot_seed)
+
+# %% ../nbs/09a_fixtures.ipynb #669f3a1f
+def _full_metrics(run:Path, cfg, table, m:dict, sets:dict, seed:int, metrics:dict|None)->dict:
+    "metrics.json of the run: its identity, the scores `m`, synthetic cost entries, then `metrics` (None deletes an entry)."
+    m = {'run_id': run.name, 'run_name': cfg.run_name, 'paradigm': cfg.paradigm, 'tasks_name': table.name, 'seed': cfg.seed, **m,
+         'overlap': {s: 0 for s in sets}, 'skipped': {}, 'best_epoch': 1, 'epochs_run': 2, 'steps': 20,
+         'train_seconds': 100. + 10 * seed, 'wall_seconds': 130.5 + 10 * seed, 'n_params': 22_713_216, 'n_trainable': 22_713_216,
+         'oversampling': {}, 'peak_rss_mb': 2000. + seed}
+    for k, v in (metrics or {}).items():
+        if v is None: m.pop(k, None)
+        else: m[k] = v
+    return m
+
+# %% ../nbs/09a_fixtures.ipynb #ef430502
 def write_run(root,                    # folder holding run folders (created if needed)
               run_id:str,              # name of the run folder (and its run_name unless `config` gives one)
               config:dict|None=None,   # experiment parameters (`make_config`); `tasks` picks the table
@@ -99,33 +168,13 @@ def write_run(root,                    # folder holding run folders (created if 
     "Write a run folder as `aura.experiment` does, scored from synthetic logits by `aura.results` (a fixture for code that reads runs)."
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     cfg = make_config(**{'seed': seed, 'run_name': run_id, 'n_boot': n_boot, **(config or {}), 'output_dir': str(root)})
-    table = cfg.table(); active = active_tasks(cfg, table); all_sets = table.eval_sets(); order = list(all_sets)
-    sets = {s: all_sets[s][0] for s in (cfg.eval_sets or [s for s, (t, _) in all_sets.items() if t in active])}
+    table, active, sets = _run_sets(cfg)
     accs = _accs(acc, sets, table)                     # a bad `acc` is refused before the folder is made
     run = start_run(cfg, root/run_id)
-    if created is not None:
-        c = json.loads((run/'config.json').read_text()); c['created'] = _created(created); save_json(c, run/'config.json')
-    if history:
-        steps, epochs = fake_history(active, cfg.batching == 'interleaved', cfg.weighting == 'kendall' and len(active) > 1, seed=seed)
-        atomic_write(run/'history.csv', steps.to_csv(index=False))
-        if finished: atomic_write(run/'epochs.csv', epochs.to_csv(index=False))
+    if created is not None: _set_created(run, created)
+    if history: _write_histories(run, active, cfg, seed, finished)
     if finished:
-        data = {s: (t, *fake_set(table[t], n, accs[s], items_seed, seed, order.index(s), s)) for s, t in sets.items()}
-        val = {}
-        for s, t in sets.items():
-            if t not in val: val[t] = fake_set(table[t], n, accs[s], items_seed + 1000, seed, order.index(s))[1:]
-        with warnings.catch_warnings():   # synthetic logits may put a temperature at the edge of its search interval
-            warnings.simplefilter('ignore')
-            m, frames = score_predictions(table, data, val, cfg.threshold_policy, n_boot, cfg.seed)
-        save_predictions(run, frames)
-        m = {'run_id': run.name, 'run_name': cfg.run_name, 'paradigm': cfg.paradigm, 'tasks_name': table.name, 'seed': cfg.seed, **m,
-             'overlap': {s: 0 for s in sets}, 'skipped': {}, 'best_epoch': 1, 'epochs_run': 2, 'steps': 20,
-             'train_seconds': 100. + 10 * seed, 'wall_seconds': 130.5 + 10 * seed, 'n_params': 22_713_216, 'n_trainable': 22_713_216,
-             'oversampling': {}, 'peak_rss_mb': 2000. + seed}
-        for k, v in (metrics or {}).items():
-            if v is None: m.pop(k, None)
-            else: m[k] = v
-        save_metrics(run, m)
-    if created is not None:
-        t = datetime.fromisoformat(_created(created)).timestamp(); os.utime(run/'config.json', (t, t))
+        m, frames = _score(table, sets, accs, n, items_seed, seed, cfg.threshold_policy, n_boot, cfg.seed)
+        save_predictions(run, frames); save_metrics(run, _full_metrics(run, cfg, table, m, sets, seed, metrics))
+    if created is not None: _set_mtime(run, created)
     return run

@@ -23,6 +23,7 @@ def _figure(nrows:int=1, ncols:int=1, **kw):
     plt.close(fig)
     return fig, axs.ravel()
 
+# %% ../nbs/08_report.ipynb #790ea546
 def fig_png(fig,                  # a matplotlib Figure
             dpi:int=120           # resolution
            )->bytes:              # the bytes of a PNG file
@@ -30,6 +31,7 @@ def fig_png(fig,                  # a matplotlib Figure
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight', facecolor='white')
     return buf.getvalue()
 
+# %% ../nbs/08_report.ipynb #c75374c6
 def save_fig(fig,                 # a matplotlib Figure
              path:str|Path,       # destination, ending in .png (folders are created)
              dpi:int=120          # resolution
@@ -40,9 +42,10 @@ def save_fig(fig,                 # a matplotlib Figure
     if path.suffix.lower() != '.png': raise ValueError(f"save_fig: {path} must end in .png")
     return atomic_write(path, fig_png(fig, dpi))
 
+# %% ../nbs/08_report.ipynb #cea54379
 def save_all(figs:dict,          # name -> Figure
              folder:str|Path,    # written as folder/<name>.png
-             dpi:int=120,
+             dpi:int=120,        # resolution
              close:bool=True     # close each figure after saving (batch mode: frees memory)
             )->dict:             # name -> Path
     "Save every figure of `figs` as `folder/<name>.png`, closing them afterwards."
@@ -55,7 +58,7 @@ def save_all(figs:dict,          # name -> Figure
 # %% ../nbs/08_report.ipynb #74caac5e
 def show_fig(fig,         # a matplotlib Figure, or the path of a PNG file
              dpi:int=120  # resolution of a Figure
-            )->None:
+            )->None:      # nothing: the image is displayed
     "Display `fig` in a notebook as a PNG image, whatever the matplotlib backend (a path: that file as it is)."
     from IPython.display import display, Image
     if isinstance(fig, (str, Path)):
@@ -74,11 +77,13 @@ def history_tasks(df:pd.DataFrame|None, # a history (per-step or per-epoch)
     names = [c[len(prefix):] for c in df.columns if c.startswith(prefix)]
     return [t for t in names if not (prefix == 'loss_' and t == 'scale' and 'n_scale' not in df)]
 
+# %% ../nbs/08_report.ipynb #8e164b27
 def task_colors(tasks # task names, in the order they should take the colours
                )->dict: # task -> matplotlib colour, and 'mean' -> grey
     "Task -> colour: matplotlib's colour cycle in the order given, grey for 'mean'."
     return {**{t: f'C{i}' for i, t in enumerate(dict.fromkeys(tasks))}, 'mean': 'tab:gray'}
 
+# %% ../nbs/08_report.ipynb #47f72ec4
 def rolling_present(steps:pd.DataFrame, # per-step history (`Trainer.history()[0]`, `history.csv`)
                     col:str,            # a column with NaN where the quantity was not recorded, e.g. 'loss_<task>'
                     window:int=20       # steps per rolling mean (counted over the present steps only)
@@ -92,52 +97,70 @@ def rolling_present(steps:pd.DataFrame, # per-step history (`Trainer.history()[0
 
 # %% ../nbs/08_report.ipynb #af1c2ede
 def _mark_best(ax, epochs):
+    "A dashed vertical line at the epoch kept (the last one flagged `best`); nothing when no epoch is flagged."
     if 'best' not in epochs or not epochs['best'].astype(bool).any(): return
     b = epochs.loc[epochs['best'].astype(bool), 'epoch'].iloc[-1]   # the last improvement is the epoch kept
     ax.axvline(b, color='k', ls='--', lw=1, alpha=.6, label=f'best epoch ({b})')
 
+# %% ../nbs/08_report.ipynb #b2e76eb6
+def _train_loss_panel(ax, steps, tasks, colors, window):
+    "Per task: the raw loss (faint) and its rolling mean over the steps at which the task was present."
+    for t in tasks:
+        r = rolling_present(steps, f'loss_{t}', window)
+        ax.plot(r['step'], r['value'], color=colors[t], alpha=.2, lw=.8, label=f'_raw {t}')
+        ax.plot(r['step'], r['smooth'], color=colors[t], lw=2, label=f'{t} (mean of {window} steps)')
+    ax.set(xlabel='optimizer step', ylabel='task loss', title='training loss per task'); ax.legend(fontsize=8)
+
+# %% ../nbs/08_report.ipynb #7dd562bd
+def _val_loss_panel(ax, epochs):
+    "Validation loss per epoch, with the epoch kept by early stopping."
+    if 'val_loss' in epochs: ax.plot(epochs['epoch'], epochs['val_loss'], 'o-', color='k', label='validation loss')
+    _mark_best(ax, epochs); ax.set(xlabel='epoch', ylabel='loss', title='validation loss'); ax.legend(fontsize=8)
+
+# %% ../nbs/08_report.ipynb #86ec8143
+def _val_f1_panel(ax, epochs, colors):
+    "Validation macro-F1 per epoch of every task that has values, and their mean (dotted)."
+    for t in [*history_tasks(epochs, 'val_'), 'mean']:
+        c = f'val_{t}_f1'
+        if c in epochs and epochs[c].notna().any():
+            ax.plot(epochs['epoch'], epochs[c], marker='o', color=colors[t], ls=':' if t == 'mean' else '-', label=c)
+    _mark_best(ax, epochs); ax.set(xlabel='epoch', ylabel='macro-F1', title='validation macro-F1'); ax.legend(fontsize=8)
+
+# %% ../nbs/08_report.ipynb #98e508b1
 def plot_learning_curves(steps:pd.DataFrame,          # per-step history: step, loss_<task> (NaN when absent)
                          epochs:pd.DataFrame|None=None,# per-epoch history: epoch, val_loss, val_<task>_f1, val_mean_f1, best
                          window:int=20,               # rolling-mean window, in steps at which the task was present
                          title:str|None=None          # figure title
-                        ):                            # Figure: training loss per task [+ validation loss, validation F1]
+                        )->plt.Figure:                # training loss per task [+ validation loss, validation F1]
     "Per-task training loss (rolling mean over present steps) and per-epoch validation loss and macro-F1."
     tasks = [t for t in history_tasks(steps) if steps[f'loss_{t}'].notna().any()]
     if not tasks: raise ValueError(f"history has no task losses (loss_<task> columns); columns are {list(steps.columns)}")
     has_ep = epochs is not None and len(epochs) > 0
     colors = task_colors([*tasks, *history_tasks(epochs, 'val_')])
     fig, axs = _figure(1, 3 if has_ep else 1, figsize=(13.5 if has_ep else 5, 3.6))
-    ax = axs[0]
-    for t in tasks:
-        r = rolling_present(steps, f'loss_{t}', window)
-        ax.plot(r['step'], r['value'], color=colors[t], alpha=.2, lw=.8, label=f'_raw {t}')
-        ax.plot(r['step'], r['smooth'], color=colors[t], lw=2, label=f'{t} (mean of {window} steps)')
-    ax.set(xlabel='optimizer step', ylabel='task loss', title='training loss per task'); ax.legend(fontsize=8)
+    _train_loss_panel(axs[0], steps, tasks, colors, window)
     if has_ep:
-        ax = axs[1]
-        if 'val_loss' in epochs: ax.plot(epochs['epoch'], epochs['val_loss'], 'o-', color='k', label='validation loss')
-        _mark_best(ax, epochs); ax.set(xlabel='epoch', ylabel='loss', title='validation loss'); ax.legend(fontsize=8)
-        ax = axs[2]
-        for t in [*history_tasks(epochs, 'val_'), 'mean']:
-            c = f'val_{t}_f1'
-            if c in epochs and epochs[c].notna().any():
-                ax.plot(epochs['epoch'], epochs[c], marker='o', color=colors[t], ls=':' if t == 'mean' else '-', label=c)
-        _mark_best(ax, epochs); ax.set(xlabel='epoch', ylabel='macro-F1', title='validation macro-F1'); ax.legend(fontsize=8)
+        _val_loss_panel(axs[1], epochs); _val_f1_panel(axs[2], epochs, colors)
         for a in axs[1:]: a.xaxis.get_major_locator().set_params(integer=True)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/08_report.ipynb #707e6f83
-def plot_task_weights(steps:pd.DataFrame, # per-step history with w_<task> [, sigma_<task>]
-                      title:str|None=None
-                     ):                   # Figure: weights [+ σ] per task over steps
-    "Task weights (Kendall: 1/(2σ²)) and, for Kendall weighting, σ per task over training."
+# %% ../nbs/08_report.ipynb #634db242
+def _weight_panels(steps:pd.DataFrame)->list:
+    "[('w', tasks), ('sigma', tasks)]: the task-weight quantities the history has values of (each left out when none)."
     w = [t for t in history_tasks(steps, 'w_') if steps[f'w_{t}'].notna().any()]
     s = [t for t in history_tasks(steps, 'sigma_') if steps[f'sigma_{t}'].notna().any()]
     if not w and not s: raise ValueError(f"history has no task-weight columns (w_<task>, sigma_<task>); columns are {list(steps.columns)}")
-    colors = task_colors([*history_tasks(steps), *w, *s])
-    panels = [(p, ts) for p, ts in (('w', w), ('sigma', s)) if ts]
+    return [(p, ts) for p, ts in (('w', w), ('sigma', s)) if ts]
+
+# %% ../nbs/08_report.ipynb #707e6f83
+def plot_task_weights(steps:pd.DataFrame, # per-step history with w_<task> [, sigma_<task>]
+                      title:str|None=None # figure title
+                     )->plt.Figure:       # weights [+ σ] per task over steps
+    "Task weights (Kendall: 1/(2σ²)) and, for Kendall weighting, σ per task over training."
+    panels = _weight_panels(steps)
+    colors = task_colors([*history_tasks(steps), *[t for _, ts in panels for t in ts]])
     fig, axs = _figure(1, len(panels), figsize=(5 * len(panels), 3.4))
     for ax, (p, ts) in zip(axs, panels):
         for t in ts: ax.plot(steps['step'], steps[f'{p}_{t}'], color=colors[t], lw=1.8, label=t)
@@ -148,20 +171,27 @@ def plot_task_weights(steps:pd.DataFrame, # per-step history with w_<task> [, si
     fig.tight_layout()
     return fig
 
+# %% ../nbs/08_report.ipynb #23368ef8
+def _lr_styles(cols:list)->dict:
+    "lr column -> line style: a colour per parameter group, its `_no_decay` twin dashed and thinner, labelled by group."
+    base = sorted({c.removeprefix('lr_').removesuffix('_no_decay') for c in cols})
+    color = {b: f'C{i}' for i, b in enumerate(base)}
+    out = {}
+    for c in cols:
+        g = c.removeprefix('lr_'); nd = g.endswith('_no_decay')
+        out[c] = dict(color=color[g.removesuffix('_no_decay')], ls='--' if nd else '-', lw=1.2 if nd else 1.8, label=g)
+    return out
+
 # %% ../nbs/08_report.ipynb #46398b0c
 def plot_lrs(steps:pd.DataFrame, # per-step history with one lr_<group> column per parameter group
              log:bool=True,      # logarithmic y-axis
-             title:str|None=None
-            ):                   # Figure with one line per group
+             title:str|None=None # axes title (default: 'learning rate per parameter group')
+            )->plt.Figure:       # one line per group
     "Learning rate of every optimizer parameter group over training."
     cols = [c for c in steps.columns if c.startswith('lr_')]
     if not cols: raise ValueError(f"history has no learning-rate columns (lr_*); columns are {list(steps.columns)}")
     fig, (ax,) = _figure(figsize=(6, 3.4))
-    base = sorted({c.removeprefix('lr_').removesuffix('_no_decay') for c in cols})
-    color = {b: f'C{i}' for i, b in enumerate(base)}
-    for c in cols:
-        g = c.removeprefix('lr_'); nd = g.endswith('_no_decay')
-        ax.plot(steps['step'], steps[c], color=color[g.removesuffix('_no_decay')], ls='--' if nd else '-', lw=1.2 if nd else 1.8, label=g)
+    for c, style in _lr_styles(cols).items(): ax.plot(steps['step'], steps[c], **style)
     if log: ax.set_yscale('log', nonpositive='mask')
     ax.set(xlabel='optimizer step', ylabel='learning rate', title=title or 'learning rate per parameter group')
     ax.legend(fontsize=8); fig.tight_layout()
@@ -174,6 +204,17 @@ def _num(v)->float:
     "A float; NaN for None and for lists (per-class values of a multilabel task)."
     return float('nan') if v is None or isinstance(v, (list, tuple)) else float(v)
 
+# %% ../nbs/08_report.ipynb #893846e1
+def _at_rule(metrics:dict, rule:str)->dict:
+    "set -> metrics at `rule` of a metrics.json dict (either schema), with 'task' and 'rule'; sets without that rule left out."
+    from aura.results import upgrade_metrics
+    m = upgrade_metrics(metrics); pol = m.get('threshold_policy', 'fixed'); out = {}
+    for k, rec in m['sets'].items():
+        r = rule if rule != 'headline' else (pol if pol in rec else 'fixed')
+        if r in rec: out[k] = {'task': rec.get('task'), 'rule': r, **rec[r]}
+    return out
+
+# %% ../nbs/08_report.ipynb #67ac5de9
 def set_metrics(metrics,               # metrics.json dict (either schema), dict set -> metrics dict, or DataFrame (one row per set)
                 rule:str='headline'    # 'headline' (the run's threshold_policy), 'fixed' or 'tuned'
                )->dict:                # set -> metrics dict, with 'task' and 'rule'
@@ -183,40 +224,43 @@ def set_metrics(metrics,               # metrics.json dict (either schema), dict
         df = metrics.set_index('set') if 'set' in metrics else metrics
         return {str(k): r.to_dict() for k, r in df.iterrows()}
     if not isinstance(metrics, dict): raise TypeError(f"metrics must be a dict or DataFrame, got {type(metrics).__name__}")
-    if 'sets' in metrics or 'tiers' in metrics:
-        from aura.results import upgrade_metrics
-        m = upgrade_metrics(metrics); pol = m.get('threshold_policy', 'fixed'); out = {}
-        for k, rec in m['sets'].items():
-            r = rule if rule != 'headline' else (pol if pol in rec else 'fixed')
-            if r in rec: out[k] = {'task': rec.get('task'), 'rule': r, **rec[r]}
-        return out
+    if 'sets' in metrics or 'tiers' in metrics: return _at_rule(metrics, rule)
     bad = [k for k, v in metrics.items() if not isinstance(v, dict) or 'macro_f1' not in v]
     if bad: raise KeyError(f"metrics has no 'sets', and {bad[:3]} are not per-set metrics with a 'macro_f1'; keys are {list(metrics)[:8]}")
     return metrics
 
-def fmt_ci(est, lo=None, hi=None, digits:int=3)->str:
+# %% ../nbs/08_report.ipynb #0439fa46
+def fmt_ci(est,           # the estimate (None / NaN: missing)
+           lo=None,       # lower end of its interval
+           hi=None,       # upper end
+           digits:int=3   # decimals
+          )->str:         # '0.812 [0.781, 0.843]', '0.812' without an interval, '' without an estimate
     "'0.812 [0.781, 0.843]'; just the estimate when the interval is missing; '' when the estimate is missing."
     est, lo, hi = _num(est), _num(lo), _num(hi)
     if math.isnan(est): return ''
     if math.isnan(lo) or math.isnan(hi): return f'{est:.{digits}f}'
     return f'{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]'
 
+# %% ../nbs/08_report.ipynb #147ea822
+def _md_cell(v, digits:int=3)->str:
+    "One markdown table cell: blank for None / NaN, floats rounded to `digits`, `|` escaped, newlines as spaces."
+    if v is None or (isinstance(v, float) and math.isnan(v)): return ''
+    if isinstance(v, (bool, np.bool_)): return str(bool(v))
+    if isinstance(v, (float, np.floating)): return f'{v:.{digits}f}'
+    return str(v).replace('|', r'\|').replace('\n', ' ')
+
 # %% ../nbs/08_report.ipynb #efb42c78
 def to_markdown(df:pd.DataFrame, # the table (the index is not written; reset it first if it carries data)
                 digits:int=3     # decimals of float columns
                )->str:           # a GitHub-flavoured markdown table
     "A GitHub-flavoured markdown table of `df`: floats rounded, NaN blank, numbers right-aligned."
-    def cell(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)): return ''
-        if isinstance(v, (bool, np.bool_)): return str(bool(v))
-        if isinstance(v, (float, np.floating)): return f'{v:.{digits}f}'
-        return str(v).replace('|', r'\|').replace('\n', ' ')
     num = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns]
     lines = ['| ' + ' | '.join(str(c).replace('|', r'\|') for c in df.columns) + ' |',
              '|' + '|'.join('---:' if n else ':---' for n in num) + '|']
-    lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in df.itertuples(index=False, name=None)]
+    lines += ['| ' + ' | '.join(_md_cell(v, digits) for v in row) + ' |' for row in df.itertuples(index=False, name=None)]
     return '\n'.join(lines) + '\n'
 
+# %% ../nbs/08_report.ipynb #f2ec9b54
 def write_table(df:pd.DataFrame,   # the table
                 path_stem:str|Path,# writes <stem>.csv and <stem>.md (folders are created)
                 digits:int=3       # decimals in the markdown version (the CSV keeps full precision)
@@ -244,6 +288,18 @@ def set_table(metrics,              # metrics.json dict (either schema), or dict
     df.insert(df.columns.get_loc('ci_hi') + 1, 'f1_ci', [fmt_ci(r.macro_f1, r.ci_lo, r.ci_hi) for r in df.itertuples()])
     return df.drop(columns=[c for c in _OPTIONAL if df[c].isna().all()])
 
+# %% ../nbs/08_report.ipynb #ba09e7fb
+def _class_row(c:str, v)->dict:
+    "One class's row of a per-class table: precision, recall, F1, support (a bare number is the class's F1)."
+    return {'class': c, **{k: _num(v.get(k)) if isinstance(v, dict) else (_num(v) if k == 'f1' else np.nan)
+                           for k in ('precision', 'recall', 'f1', 'support')}, 'ci_lo': np.nan, 'ci_hi': np.nan, 'accuracy': np.nan}
+
+# %% ../nbs/08_report.ipynb #1106a265
+def _macro_row(e:dict)->dict:
+    "The 'macro avg' row of a per-class table: macro-F1 with its CI, the set's size and accuracy (multilabel: exact match)."
+    return {'class': 'macro avg', 'precision': np.nan, 'recall': np.nan, 'f1': _num(e['macro_f1']), 'support': _num(e.get('n')),
+            'ci_lo': _num(e.get('ci_lo')), 'ci_hi': _num(e.get('ci_hi')), 'accuracy': _num(e.get('accuracy', e.get('exact_match')))}
+
 # %% ../nbs/08_report.ipynb #04d8915f
 def class_table(metrics,            # metrics.json dict (either schema), or dict set -> metrics dict
                 name:str,           # the evaluation set
@@ -254,37 +310,45 @@ def class_table(metrics,            # metrics.json dict (either schema), or dict
     if name not in sm: raise KeyError(f"no evaluation set {name!r} at rule={rule!r}; sets: {list(sm)}")
     e = sm[name]; pc = e.get('per_class')
     if not isinstance(pc, dict) or not pc: raise KeyError(f"set {name!r} has no 'per_class' metrics; keys are {list(e)}")
-    rows = [{'class': c, **{k: _num(v.get(k)) if isinstance(v, dict) else (_num(v) if k == 'f1' else np.nan)
-                           for k in ('precision', 'recall', 'f1', 'support')}, 'ci_lo': np.nan, 'ci_hi': np.nan, 'accuracy': np.nan}
-            for c, v in pc.items()]
-    rows.append({'class': 'macro avg', 'precision': np.nan, 'recall': np.nan, 'f1': _num(e['macro_f1']), 'support': _num(e.get('n')),
-                 'ci_lo': _num(e.get('ci_lo')), 'ci_hi': _num(e.get('ci_hi')), 'accuracy': _num(e.get('accuracy', e.get('exact_match')))})
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([*[_class_row(c, v) for c, v in pc.items()], _macro_row(e)])
     df['f1_ci'] = [fmt_ci(r.f1, r.ci_lo, r.ci_hi) for r in df.itertuples()]
     return df
 
 # %% ../nbs/08_report.ipynb #fa3b7ac1
 CAL_COLS = ('task', 'test_set', 'setting', 'temperature', 'threshold', 'nll', 'ece_top_label', 'ece_positive', 'ece_positive_after', 'val_f1', 'test_f1')
 
-def _cal_rows(task:str, c:dict, classes=None)->list:
-    "Rows of one task's calibration (`calibrate_task` output)."
-    if 'temperature' not in c: raise KeyError(f"calibration of {task or 'the head'!r} needs 'temperature'; keys are {list(c)}")
-    T, nan, multi = c['temperature'], float('nan'), isinstance(c['temperature'], (list, tuple))
+def _scaling_rows(base:dict, c:dict)->list:
+    "The 'uncalibrated' and 'temperature-scaled' rows of one task's calibration (multilabel: mean ECE over classes)."
+    T, multi = c['temperature'], isinstance(c['temperature'], (list, tuple))
     ece = lambda kind, when: _num(c.get(f'ece_{kind}_{when}_mean' if multi and kind == 'positive' else f'ece_{kind}_{when}'))
-    base = dict(task=task, test_set=c.get('test_set', ''))
-    rows = [dict(base, setting='uncalibrated', temperature=1.0, nll=_num(c.get('nll_before')), ece_top_label=ece('top_label', 'before'), ece_positive=ece('positive', 'before')),
-            dict(base, setting='temperature-scaled', temperature=nan if multi else float(T), nll=_num(c.get('nll_after')),
+    return [dict(base, setting='uncalibrated', temperature=1.0, nll=_num(c.get('nll_before')), ece_top_label=ece('top_label', 'before'), ece_positive=ece('positive', 'before')),
+            dict(base, setting='temperature-scaled', temperature=float('nan') if multi else float(T), nll=_num(c.get('nll_after')),
                  ece_top_label=ece('top_label', 'after'), ece_positive=ece('positive', 'after'))]
-    if multi:
-        names = list(classes) if classes is not None and len(classes) == len(T) else [str(i) for i in range(len(T))]
-        for i, n in enumerate(names):
-            rows.append(dict(base, setting=f'class {n}', temperature=float(T[i]), ece_positive=_num(c['ece_positive_before'][i]),
-                             ece_positive_after=_num(c['ece_positive_after'][i])))
-    for k, r in (c.get('thresholds') or {}).items():
-        rows.append(dict(base, setting=f'{k} threshold', temperature=nan if multi else float(T), threshold=_num(r['threshold']),
-                         val_f1=_num(r['val_f1']), test_f1=_num(r['test_f1'])))
-    return rows
 
+# %% ../nbs/08_report.ipynb #f9443b0e
+def _class_cal_rows(base:dict, c:dict, classes=None)->list:
+    "One row per class of a multilabel task's calibration: its temperature and positive-class ECE before and after."
+    T = c['temperature']
+    names = list(classes) if classes is not None and len(classes) == len(T) else [str(i) for i in range(len(T))]
+    return [dict(base, setting=f'class {n}', temperature=float(T[i]), ece_positive=_num(c['ece_positive_before'][i]),
+                 ece_positive_after=_num(c['ece_positive_after'][i])) for i, n in enumerate(names)]
+
+# %% ../nbs/08_report.ipynb #fe0897b0
+def _threshold_rows(base:dict, c:dict)->list:
+    "The 'fixed threshold' and 'tuned threshold' rows: each threshold and the macro-F1 it gives on validation and test."
+    T = c['temperature']; multi = isinstance(T, (list, tuple))
+    return [dict(base, setting=f'{k} threshold', temperature=float('nan') if multi else float(T), threshold=_num(r['threshold']),
+                 val_f1=_num(r['val_f1']), test_f1=_num(r['test_f1'])) for k, r in (c.get('thresholds') or {}).items()]
+
+# %% ../nbs/08_report.ipynb #f0b27e9b
+def _cal_rows(task:str, c:dict, classes=None)->list:
+    "Rows of one task's calibration (`calibrate_task` output): scaling, [per class,] thresholds."
+    if 'temperature' not in c: raise KeyError(f"calibration of {task or 'the head'!r} needs 'temperature'; keys are {list(c)}")
+    base = dict(task=task, test_set=c.get('test_set', ''))
+    multi = isinstance(c['temperature'], (list, tuple))
+    return [*_scaling_rows(base, c), *(_class_cal_rows(base, c, classes) if multi else []), *_threshold_rows(base, c)]
+
+# %% ../nbs/08_report.ipynb #6310c018
 def calibration_table(cal:dict # metrics.json dict (uses 'calibration' and 'tasks'), or one task's `calibrate_task` output
                      )->pd.DataFrame: # rows per task: uncalibrated, temperature-scaled, [per class,] fixed / tuned threshold
     "Per task: temperature, NLL and ECE before/after scaling, and the fixed vs tuned threshold with validation/test macro-F1."
@@ -297,41 +361,54 @@ def calibration_table(cal:dict # metrics.json dict (uses 'calibration' and 'task
     return df.drop(columns=['ece_positive_after'] if df['ece_positive_after'].isna().all() else [])
 
 # %% ../nbs/08_report.ipynb #7f082025
-def row_normalise(cm)->np.ndarray:
+def row_normalise(cm # a confusion matrix (rows true, columns predicted)
+                 )->np.ndarray: # each row divided by its sum (rows without items stay 0)
     "Each row of a confusion matrix divided by its sum (rows without items stay 0)."
     cm = np.asarray(cm, dtype=float); s = cm.sum(1, keepdims=True)
     return np.divide(cm, s, out=np.zeros_like(cm), where=s > 0)
 
+# %% ../nbs/08_report.ipynb #d9b0a4e4
+def _confusion_labels(confusions:dict, labels=None)->list:
+    "The class names of the matrices: `labels`, or '0', '1', ... for as many classes as the first matrix has."
+    k = len(np.asarray(next(iter(confusions.values())))) if labels is None else len(labels)
+    return [str(i) for i in range(k)] if labels is None else list(labels)
+
+# %% ../nbs/08_report.ipynb #f876efe1
+def _confusion_panel(ax, name:str, cm, labels:list, first:bool=True):
+    "One confusion matrix on `ax`: counts and row shares in the cells, coloured by the share; 'true' on the first panel only."
+    import seaborn as sns
+    cm, k = np.asarray(cm), len(labels)
+    if cm.shape != (k, k): raise ValueError(f"confusion matrix {name!r} has shape {cm.shape}; expected ({k}, {k}) for labels {labels}")
+    rn = row_normalise(cm)
+    annot = np.array([[f'{c:d}\n{r:.0%}' for c, r in zip(cr, rr)] for cr, rr in zip(cm.astype(int), rn)])
+    sns.heatmap(rn, vmin=0, vmax=1, cmap='Blues', annot=annot, fmt='', cbar=False, square=True, ax=ax,
+                xticklabels=labels, yticklabels=labels, annot_kws={'fontsize': 9 if k <= 3 else 7}, linewidths=.5, linecolor='white')
+    ax.set(xlabel='predicted', ylabel='true' if first else '', title=f'{name} (n={int(cm.sum())})')
+    if k > 3 or max(map(len, labels)) > 6: plt.setp(ax.get_xticklabels(), rotation=45, ha='right', rotation_mode='anchor')
+    ax.tick_params(axis='y', rotation=0)
+
+# %% ../nbs/08_report.ipynb #271695eb
 def plot_confusion(confusions:dict,          # set name -> confusion matrix (rows true, cols predicted)
                    labels=None,              # class names, in label order (default: 0, 1, ...)
-                   title:str|None=None
-                  ):                         # Figure with one panel per matrix
+                   title:str|None=None       # figure title
+                  )->plt.Figure:             # one panel per matrix
     "Confusion matrices side by side: counts with row-normalised shares (colour = share of the true class)."
-    import seaborn as sns
     if not confusions: raise ValueError("no confusion matrices to plot")
-    k = len(np.asarray(next(iter(confusions.values())))) if labels is None else len(labels)
-    labels = [str(i) for i in range(k)] if labels is None else list(labels); side = max(2.8, 0.6 * k + 1.2)
+    labels = _confusion_labels(confusions, labels); side = max(2.8, 0.6 * len(labels) + 1.2)
     fig, axs = _figure(1, len(confusions), figsize=(side * len(confusions), side))
-    for ax, (name, cm) in zip(axs, confusions.items()):
-        cm = np.asarray(cm)
-        if cm.shape != (k, k): raise ValueError(f"confusion matrix {name!r} has shape {cm.shape}; expected ({k}, {k}) for labels {labels}")
-        rn = row_normalise(cm)
-        annot = np.array([[f'{c:d}\n{r:.0%}' for c, r in zip(cr, rr)] for cr, rr in zip(cm.astype(int), rn)])
-        sns.heatmap(rn, vmin=0, vmax=1, cmap='Blues', annot=annot, fmt='', cbar=False, square=True, ax=ax,
-                    xticklabels=labels, yticklabels=labels, annot_kws={'fontsize': 9 if k <= 3 else 7}, linewidths=.5, linecolor='white')
-        ax.set(xlabel='predicted', ylabel='true' if ax is axs[0] else '', title=f'{name} (n={int(cm.sum())})')
-        if k > 3 or max(map(len, labels)) > 6: plt.setp(ax.get_xticklabels(), rotation=45, ha='right', rotation_mode='anchor')
-        ax.tick_params(axis='y', rotation=0)
+    for i, (ax, (name, cm)) in enumerate(zip(axs, confusions.items())): _confusion_panel(ax, name, cm, labels, first=i == 0)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/08_report.ipynb #5e626939
-def ece_from_bins(bins:pd.DataFrame)->float:
+def ece_from_bins(bins:pd.DataFrame # a `aura.calibrate.reliability_bins` table (count, accuracy, confidence per bin)
+                 )->float:          # the expected calibration error
     "Expected calibration error of a `reliability_bins` table: count-weighted mean |accuracy - confidence|."
     w = bins['count'] / bins['count'].sum()
     return float(np.nansum(w * (bins['accuracy'] - bins['confidence']).abs()))
 
+# %% ../nbs/08_report.ipynb #9dc78cb3
 def top_label_scaled(probs,   # (N, K) class probabilities (softmax of the logits)
                      T:float  # the temperature
                     )->np.ndarray: # (N, K) softmax(logits / T)
@@ -339,32 +416,37 @@ def top_label_scaled(probs,   # (N, K) class probabilities (softmax of the logit
     from scipy.special import softmax
     return softmax(np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-300, None)) / T, axis=1)
 
+# %% ../nbs/08_report.ipynb #f69cb4f4
+def _reliability_panel(ax, name:str, p, y, n_bins:int=15, kind:str='positive', positive:str='positive'):
+    "One reliability diagram on `ax`: observed frequency per non-empty bin, its gap to the mean prediction, the counts, ECE in the title."
+    from aura.calibrate import reliability_bins
+    b = reliability_bins(p, y, n_bins, kind); nz = b[b['count'] > 0]; ece = ece_from_bins(b)
+    ax.plot([0, 1], [0, 1], color='k', ls='--', lw=1, label='perfect calibration')
+    bars = ax.bar(nz['lo'], nz['accuracy'], width=nz['hi'] - nz['lo'], align='edge', color='tab:blue', alpha=.8,
+                  edgecolor='white', label='observed')
+    ax.bar(nz['lo'], nz['confidence'] - nz['accuracy'], bottom=nz['accuracy'], width=nz['hi'] - nz['lo'], align='edge',
+           color='tab:red', alpha=.25, edgecolor='tab:red', lw=.5, label='gap to mean prediction')
+    ax.bar_label(bars, labels=[str(c) for c in nz['count']], fontsize=6, color='0.35', padding=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1.05), aspect='equal', title=f'{name}\nECE {ece:.3f}',
+           xlabel='mean predicted probability' if kind == 'positive' else 'confidence',
+           ylabel=f'fraction {positive}' if kind == 'positive' else 'accuracy')
+    ax.legend(fontsize=7, loc='upper left')
+
+# %% ../nbs/08_report.ipynb #8be7c0d0
 def plot_reliability(y,                    # (N,) labels
                      prob,                 # (N,) positive-class probabilities (or (N, K) with kind='top_label'), before scaling
                      prob_cal=None,        # the same after temperature scaling (adds a second panel)
                      n_bins:int=15,        # equal-width bins, as in `aura.calibrate`
                      kind:str='positive',  # 'positive' or 'top_label' (see `aura.calibrate.reliability_bins`)
                      temperature:float|None=None, # shown in the title of the calibrated panel
-                     title:str|None=None,
+                     title:str|None=None,  # figure title
                      positive:str='positive' # name of the positive class (y-axis label of kind='positive')
-                    ):                     # Figure with 1 or 2 panels, ECE in each panel's title
+                    )->plt.Figure:         # 1 or 2 panels, ECE in each panel's title
     "Reliability diagram(s) before [and after] temperature scaling: observed frequency vs mean prediction per bin."
-    from aura.calibrate import reliability_bins
     panels = [('before scaling', prob)]
     if prob_cal is not None: panels.append((f'after scaling (T={temperature:.2f})' if temperature else 'after scaling', prob_cal))
     fig, axs = _figure(1, len(panels), figsize=(4.2 * len(panels), 4.2))
-    for ax, (name, p) in zip(axs, panels):
-        b = reliability_bins(p, y, n_bins, kind); nz = b[b['count'] > 0]; ece = ece_from_bins(b)
-        ax.plot([0, 1], [0, 1], color='k', ls='--', lw=1, label='perfect calibration')
-        bars = ax.bar(nz['lo'], nz['accuracy'], width=nz['hi'] - nz['lo'], align='edge', color='tab:blue', alpha=.8,
-                      edgecolor='white', label='observed')
-        ax.bar(nz['lo'], nz['confidence'] - nz['accuracy'], bottom=nz['accuracy'], width=nz['hi'] - nz['lo'], align='edge',
-               color='tab:red', alpha=.25, edgecolor='tab:red', lw=.5, label='gap to mean prediction')
-        ax.bar_label(bars, labels=[str(c) for c in nz['count']], fontsize=6, color='0.35', padding=1)
-        ax.set(xlim=(0, 1), ylim=(0, 1.05), aspect='equal', title=f'{name}\nECE {ece:.3f}',
-               xlabel='mean predicted probability' if kind == 'positive' else 'confidence',
-               ylabel=f'fraction {positive}' if kind == 'positive' else 'accuracy')
-        ax.legend(fontsize=7, loc='upper left')
+    for ax, (name, p) in zip(axs, panels): _reliability_panel(ax, name, p, y, n_bins, kind, positive)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -384,48 +466,67 @@ def compare_table(runs:dict,          # run name -> metrics.json dict, set dict,
     df.insert(df.columns.get_loc('ci_hi') + 1, 'f1_ci', [fmt_ci(r.macro_f1, r.ci_lo, r.ci_hi) for r in df.itertuples()])
     return df
 
+# %% ../nbs/08_report.ipynb #7a1704f2
+def _compare_widths(df:pd.DataFrame)->tuple:
+    "(tasks, runs, sets per task, panel widths) of a `compare_table`, in order of appearance."
+    tasks = list(dict.fromkeys(df['task'])); names = list(dict.fromkeys(df['run'])); R = len(names)
+    sets = {t: list(dict.fromkeys(df.loc[df['task'] == t, 'set'])) for t in tasks}
+    widths = [max(1.6, 0.9 + 0.45 * R) * len(sets[t]) + 0.8 for t in tasks]
+    return tasks, names, sets, widths
+
+# %% ../nbs/08_report.ipynb #2ed89c84
+def _run_series(ax, d:pd.DataFrame, x, i:int, name:str, annotate:bool=False)->tuple:
+    "One run's dots with CI whiskers (colour C`i`) and its floor markers at `x`, the F1 written next to each dot if `annotate`: (errorbar, floor line)."
+    err = np.vstack([d['macro_f1'] - d['ci_lo'], d['ci_hi'] - d['macro_f1']])
+    h = ax.errorbar(x, d['macro_f1'], yerr=np.where(np.isnan(err), 0, err), fmt='o', color=f'C{i}', ms=6, capsize=4,
+                    lw=1.5, zorder=3, label=name or 'macro-F1 (95% CI)')
+    fl, = ax.plot(x, d['floor'], ls='none', marker='_', ms=18, mew=2.5, color='k', alpha=.8, zorder=2, label='majority floor')
+    if annotate:
+        for xi, f in zip(x, d['macro_f1']):
+            if not np.isnan(f): ax.annotate(f'{f:.3f}', (xi, f), xytext=(12, 0), textcoords='offset points', va='center', fontsize=7)
+    return h, fl
+
+# %% ../nbs/08_report.ipynb #13d8b74c
+def _compare_panel(ax, d0:pd.DataFrame, ss:list, names:list, annotate:bool, title=None)->tuple:
+    "One task's panel: every run's series dodged around each of its sets `ss`, y zoomed to the data: ({run: errorbar}, floor line)."
+    R, handles, floor = len(names), {}, None
+    for i, name in enumerate(names):
+        d = d0[d0['run'] == name].set_index('set').reindex(ss)
+        if d['macro_f1'].isna().all(): continue
+        handles[name], fl = _run_series(ax, d, np.arange(len(ss)) + (i - (R - 1) / 2) * 0.7 / R, i, name, annotate)
+        floor = floor or fl
+    vals = d0[['ci_lo', 'ci_hi', 'macro_f1', 'floor']].values; lo, hi = np.nanmin(vals), np.nanmax(vals)
+    ax.set_xticks(range(len(ss)), ss)
+    ax.set(xlim=(-0.6, len(ss) - 0.4), ylim=(max(0, lo - 0.05), min(1.02, hi + 0.05)), title=title)
+    ax.grid(axis='y', alpha=.3)
+    return handles, floor
+
+# %% ../nbs/08_report.ipynb #93dbf1d7
 def plot_compare(runs:dict,            # run name -> metrics.json dict, set dict, or set DataFrame
                  rule:str='headline',  # the decision rule of metrics.json dicts
-                 title:str|None=None,
+                 title:str|None=None,  # figure title (default: 'macro-F1 per evaluation set (95% bootstrap CI)')
                  annotate:bool|None=None # write the F1 next to each dot (default: up to 3 runs)
-                ):                     # Figure: one panel per task, one dot-and-whisker series per run
+                )->plt.Figure:         # one panel per task, one dot-and-whisker series per run
     "Per-set macro-F1 of several runs with 95% CI error bars and the majority floor, dodged per set, one panel per task."
     df = compare_table(runs, rule)
-    tasks = list(dict.fromkeys(df['task'])); names = list(dict.fromkeys(df['run'])); R = len(names)
-    if annotate is None: annotate = R <= 3
-    sets = {t: list(dict.fromkeys(df.loc[df['task'] == t, 'set'])) for t in tasks}
-    width, handles, floor_handle = 0.7 / R, {}, None
-    widths = [max(1.6, 0.9 + 0.45 * R) * len(sets[t]) + 0.8 for t in tasks]
+    tasks, names, sets, widths = _compare_widths(df)
+    if annotate is None: annotate = len(names) <= 3
     fig, axs = _figure(1, len(tasks), figsize=(max(5, sum(widths)), 3.8), gridspec_kw={'width_ratios': widths})
+    handles, floor = {}, None
     for ax, t in zip(axs, tasks):
-        d0, ss = df[df['task'] == t], sets[t]
-        for i, name in enumerate(names):
-            d = d0[d0['run'] == name].set_index('set').reindex(ss)
-            if d['macro_f1'].isna().all(): continue
-            x = np.arange(len(ss)) + (i - (R - 1) / 2) * width
-            err = np.vstack([d['macro_f1'] - d['ci_lo'], d['ci_hi'] - d['macro_f1']])
-            handles[name] = ax.errorbar(x, d['macro_f1'], yerr=np.where(np.isnan(err), 0, err), fmt='o', color=f'C{i}', ms=6, capsize=4,
-                                        lw=1.5, zorder=3, label=name or 'macro-F1 (95% CI)')
-            fl, = ax.plot(x, d['floor'], ls='none', marker='_', ms=18, mew=2.5, color='k', alpha=.8, zorder=2, label='majority floor')
-            floor_handle = floor_handle or fl
-            if annotate:
-                for xi, f in zip(x, d['macro_f1']):
-                    if not np.isnan(f): ax.annotate(f'{f:.3f}', (xi, f), xytext=(12, 0), textcoords='offset points', va='center', fontsize=7)
-        vals = d0[['ci_lo', 'ci_hi', 'macro_f1', 'floor']].values
-        lo, hi = np.nanmin(vals), np.nanmax(vals)
-        ax.set_xticks(range(len(ss)), ss)
-        ax.set(xlim=(-0.6, len(ss) - 0.4), ylim=(max(0, lo - 0.05), min(1.02, hi + 0.05)), title=t if len(tasks) > 1 else None)
-        ax.grid(axis='y', alpha=.3)
+        h, fl = _compare_panel(ax, df[df['task'] == t], sets[t], names, annotate, t if len(tasks) > 1 else None)
+        handles.update(h); floor = floor or fl
     axs[0].set_ylabel('macro-F1')
-    axs[0].legend(handles=[*handles.values(), floor_handle], fontsize=8, loc='best')
+    axs[0].legend(handles=[*handles.values(), floor], fontsize=8, loc='best')
     fig.suptitle(title or 'macro-F1 per evaluation set (95% bootstrap CI)')
     fig.tight_layout()
     return fig
 
+# %% ../nbs/08_report.ipynb #14ad100a
 def plot_set_f1(metrics,            # metrics.json dict, set dict, or set DataFrame
-                rule:str='headline',
-                title:str|None=None
-               ):                   # Figure: macro-F1 per evaluation set with CI error bars and the floor
+                rule:str='headline',# the decision rule (`set_metrics`)
+                title:str|None=None # figure title
+               )->plt.Figure:       # macro-F1 per evaluation set with CI error bars and the floor
     "Per-set macro-F1 of one run with 95% CI error bars and the majority floor as a marker, one panel per task."
     return plot_compare({'': metrics}, rule, title)
 
@@ -443,12 +544,59 @@ def rule_table(metrics:dict # a metrics.json dict (either schema)
                      'gain': _num(t['macro_f1']) - _num(f['macro_f1'])})
     return pd.DataFrame(rows, columns=['set', 'task', 'fixed_threshold', 'fixed_f1', 'fixed_f1_ci', 'tuned_threshold', 'tuned_f1', 'tuned_f1_ci', 'gain'])
 
+# %% ../nbs/08_report.ipynb #c7777980
 def oversampling_table(overs:dict # metrics.json 'oversampling': task -> what `aura.collate.make_train_loader` reported
                       )->pd.DataFrame: # one row per oversampled task
     "What oversampling did, per task: power, cap, rows, boosted rows, multiplier range and per-class multipliers."
     rows = [{'task': t, **{k: v for k, v in r.items() if k != 'per_class'},
              'per_class': ', '.join(f'{c}: {x:.2f}' for c, x in (r.get('per_class') or {}).items())} for t, r in overs.items()]
     return pd.DataFrame(rows)
+
+# %% ../nbs/08_report.ipynb #b7344a61
+def _history_part(steps, epochs, name:str, window:int=20)->dict:
+    "Figures of the history (learning curves, task weights, learning rates), or why each is left out."
+    figs, skipped = {}, {}
+    has = lambda pre: bool(history_tasks(steps, pre))
+    for key, draw, need, why in (
+        ('learning_curves', lambda: plot_learning_curves(steps, epochs, window, title=name), has('loss_'), 'no history.csv with task losses'),
+        ('task_weights', lambda: plot_task_weights(steps, title=name), has('w_') or has('sigma_'), 'no task weights in history.csv'),
+        ('learning_rates', lambda: plot_lrs(steps, title=f'{name}: learning rate per parameter group'),
+         steps is not None and any(c.startswith('lr_') for c in steps), 'no lr_* columns in history.csv')):
+        if need: figs[key] = draw()
+        else: skipped[key] = why
+    return dict(figures=figs, skipped=skipped)
+
+# %% ../nbs/08_report.ipynb #54ebe2c2
+def _sets_part(m:dict, name:str)->dict:
+    "The set table and macro-F1 figure and, where sets have both decision rules, the rule table and figure."
+    if not set_metrics(m): return dict(skipped={'sets': 'metrics.json has no evaluation sets'})
+    out = dict(tables={'sets': set_table(m)}, skipped={},
+               figures={'f1_sets': plot_set_f1(m, title=f'{name}: macro-F1 per evaluation set (95% bootstrap CI)')})
+    rt = rule_table(m)
+    if len(rt):
+        out['tables']['rules'] = rt
+        out['figures']['f1_rules'] = plot_compare({'fixed rule': set_metrics(m, 'fixed'), 'tuned rule': set_metrics(m, 'tuned')},
+                                                  title=f'{name}: macro-F1 at the fixed and the tuned decision rule')
+    else: out['skipped']['f1_rules'] = 'no evaluation set has a tuned decision rule (a multi-class argmax has no threshold)'
+    return out
+
+# %% ../nbs/08_report.ipynb #40009a07
+def _confusion_part(m:dict, name:str)->dict:
+    "Per task, a confusion figure with a panel per evaluation set that has a matrix of the task's classes; why not otherwise."
+    sets, tasks, figs, skipped = set_metrics(m), m.get('tasks') or {}, {}, {}
+    for t in dict.fromkeys(v['task'] for v in sets.values()):
+        n = len((tasks.get(t) or {}).get('classes', ()))
+        cms = {k: v['confusion'] for k, v in sets.items() if v['task'] == t and np.shape(v.get('confusion')) == (n, n)}
+        if cms: figs[f'confusion_{t}'] = plot_confusion(cms, tasks[t]['classes'], title=f'{name}: {t} confusion per evaluation set ({sets[next(iter(cms))]["rule"]} rule)')
+        else: skipped[f'confusion_{t}'] = f"task {t!r} ({(tasks.get(t) or {}).get('kind', '?')}): no confusion matrix (see its per-class tables)"
+    return dict(figures=figs, skipped=skipped)
+
+# %% ../nbs/08_report.ipynb #95fb97e9
+def _class_tables(m:dict)->dict:
+    "The per-class table of every set that has per-class metrics, and the calibration table when the run has one."
+    tabs = {f'classes_{k}': class_table(m, k) for k, v in set_metrics(m).items() if v.get('per_class')}
+    if m.get('calibration'): tabs['calibration'] = calibration_table(m)
+    return dict(tables=tabs)
 
 # %% ../nbs/08_report.ipynb #b6888748
 def _reliability(p:pd.DataFrame, kind:str, classes, T, n_bins, title):
@@ -461,47 +609,24 @@ def _reliability(p:pd.DataFrame, kind:str, classes, T, n_bins, title):
         P = p[[f'prob_{c}' for c in classes]].to_numpy()
         return plot_reliability(p['label'].values, P, None if T is None else top_label_scaled(P, T), n_bins, 'top_label', T, title)
 
-def report(run_dir:str|Path,  # a run folder (outputs/<run_id>/)
-           show:bool=False,   # also display each figure (the PNG written, under any backend), table and notice
-           n_bins:int=15,     # reliability-diagram bins
-           window:int=20,     # rolling-mean window of the learning curves
-           dpi:int=120
-          )->dict:            # figures, tables (name -> object), paths (written files), skipped (name -> reason), notices
-    "Draw every figure and table a run folder allows; write them to `run_dir/figures/` and `run_dir/tables/`."
-    from aura.results import load_run
-    r = load_run(run_dir); d, m, st, ep = r['run_dir'], r['metrics'], r['history'], r['epochs']
-    figs, tabs, skipped, notices = {}, {}, {}, []
-    name, tasks = m.get('run_name') or m.get('run_id') or d.name, m.get('tasks') or {}
-    def attempt(key, fn, need, why):
-        if not need: skipped[key] = why; return
-        figs[key] = fn()
-    has = lambda df, pre: bool(history_tasks(df, pre))
-    attempt('learning_curves', lambda: plot_learning_curves(st, ep, window, title=name), has(st, 'loss_'), 'no history.csv with task losses')
-    attempt('task_weights', lambda: plot_task_weights(st, title=name), has(st, 'w_') or has(st, 'sigma_'), 'no task weights in history.csv')
-    attempt('learning_rates', lambda: plot_lrs(st, title=f'{name}: learning rate per parameter group'), st is not None and any(c.startswith('lr_') for c in st), 'no lr_* columns in history.csv')
-    sets = set_metrics(m)
-    if sets:
-        tabs['sets'] = set_table(m); figs['f1_sets'] = plot_set_f1(m, title=f'{name}: macro-F1 per evaluation set (95% bootstrap CI)')
-        rt = rule_table(m)
-        if len(rt): tabs['rules'] = rt; figs['f1_rules'] = plot_compare({'fixed rule': set_metrics(m, 'fixed'), 'tuned rule': set_metrics(m, 'tuned')},
-                                                                        title=f'{name}: macro-F1 at the fixed and the tuned decision rule')
-        else: skipped['f1_rules'] = 'no evaluation set has a tuned decision rule (a multi-class argmax has no threshold)'
-    else: skipped['sets'] = 'metrics.json has no evaluation sets'
-    for t in dict.fromkeys(v['task'] for v in sets.values()):
-        cms = {k: v['confusion'] for k, v in sets.items() if v['task'] == t and np.shape(v.get('confusion')) == (len((tasks.get(t) or {}).get('classes', ())),) * 2}
-        if cms: figs[f'confusion_{t}'] = plot_confusion(cms, tasks[t]['classes'], title=f'{name}: {t} confusion per evaluation set ({sets[next(iter(cms))]["rule"]} rule)')
-        else: skipped[f'confusion_{t}'] = f"task {t!r} ({(tasks.get(t) or {}).get('kind', '?')}): no confusion matrix (see its per-class tables)"
-    for k in sets:
-        if sets[k].get('per_class'): tabs[f'classes_{k}'] = class_table(m, k)
-    if m.get('calibration'): tabs['calibration'] = calibration_table(m)
-    for k, p in r['predictions'].items():
+# %% ../nbs/08_report.ipynb #dddc168c
+def _reliability_part(m:dict, preds:dict, name:str, n_bins:int=15)->dict:
+    "A reliability figure per predictions file whose set has a task in metrics.json; why not otherwise."
+    figs, skipped, tasks = {}, {}, m.get('tasks') or {}
+    for k, p in preds.items():
         t = (m['sets'].get(k) or {}).get('task'); info = tasks.get(t)
         if info is None: skipped[f'reliability_{k}'] = f'predictions/{k}.csv: no task for it in metrics.json'; continue
         T = ((m.get('calibration') or {}).get(t) or {}).get('temperature')
         fig = _reliability(p, info['kind'], info['classes'], T, n_bins, f'{name}: {k} ({t})')
         if fig is None: skipped[f'reliability_{k}'] = f"{k}: multilabel task {t!r}: per-class calibration is in the calibration table"
         else: figs[f'reliability_{k}'] = fig
-    if not r['predictions']: skipped['reliability'] = 'no predictions/*.csv'
+    if not preds: skipped['reliability'] = 'no predictions/*.csv'
+    return dict(figures=figs, skipped=skipped)
+
+# %% ../nbs/08_report.ipynb #cbdef567
+def _notes_part(m:dict)->dict:
+    "Tables and notices of what a reader should know: skipped evaluation sets, oversampled tasks, test texts seen in training."
+    tabs, notices = {}, []
     if m.get('skipped'):
         tabs['skipped_sets'] = pd.DataFrame([{'set': k, 'reason': v} for k, v in m['skipped'].items()])
         notices += [f"evaluation set {k} was not evaluated: {v}" for k, v in m['skipped'].items()]
@@ -510,12 +635,41 @@ def report(run_dir:str|Path,  # a run folder (outputs/<run_id>/)
         notices += [f"task {t} was oversampled (power {v.get('power')}, cap {v.get('cap')}): {v.get('boosted_rows')} of {v.get('rows')} rows drawn more often"
                     for t, v in m['oversampling'].items()]
     notices += [f"{n} texts of {k} also appear in the training data" for k, n in (m.get('overlap') or {}).items() if n]
-    pngs = save_all(figs, d/'figures', dpi)
+    return dict(tables=tabs, notices=notices)
+
+# %% ../nbs/08_report.ipynb #c6045e77
+def _merge(parts:list)->dict:
+    "One report's figures, tables, skipped (dicts, in the parts' order) and notices (a list) from its parts."
+    out = dict(figures={}, tables={}, skipped={}, notices=[])
+    for p in parts:
+        for k, v in p.items():
+            if k == 'notices': out[k] += v
+            else: out[k].update(v)
+    return out
+
+# %% ../nbs/08_report.ipynb #f992599d
+def _show_report(notices:list, pngs:dict, tabs:dict):
+    "Print the notices, then display each written PNG (as written) and each table."
+    from IPython.display import display
+    for s in notices: print(f'notice: {s}')
+    for p in pngs.values(): show_fig(p)
+    for df in tabs.values(): display(df)
+
+# %% ../nbs/08_report.ipynb #104bfb6d
+def report(run_dir:str|Path,  # a run folder (outputs/<run_id>/)
+           show:bool=False,   # also display each figure (the PNG written, under any backend), table and notice
+           n_bins:int=15,     # reliability-diagram bins
+           window:int=20,     # rolling-mean window of the learning curves
+           dpi:int=120        # resolution of the PNGs
+          )->dict:            # figures, tables (name -> object), paths (written files), skipped (name -> reason), notices
+    "Draw every figure and table a run folder allows; write them to `run_dir/figures/` and `run_dir/tables/`."
+    from aura.results import load_run
+    r = load_run(run_dir); d, m = r['run_dir'], r['metrics']
+    name = m.get('run_name') or m.get('run_id') or d.name
+    out = _merge([_history_part(r['history'], r['epochs'], name, window), _sets_part(m, name), _confusion_part(m, name),
+                  _class_tables(m), _reliability_part(m, r['predictions'], name, n_bins), _notes_part(m)])
+    pngs = save_all(out['figures'], d/'figures', dpi)
     paths = list(pngs.values())
-    for k, df in tabs.items(): paths += write_table(df, d/'tables'/k)
-    if show:
-        from IPython.display import display
-        for s in notices: print(f'notice: {s}')
-        for p in pngs.values(): show_fig(p)
-        for df in tabs.values(): display(df)
-    return dict(figures=figs, tables=tabs, paths=paths, skipped=skipped, notices=notices)
+    for k, df in out['tables'].items(): paths += write_table(df, d/'tables'/k)
+    if show: _show_report(out['notices'], pngs, out['tables'])
+    return dict(figures=out['figures'], tables=out['tables'], paths=paths, skipped=out['skipped'], notices=out['notices'])

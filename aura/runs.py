@@ -12,27 +12,52 @@ import matplotlib.pyplot as plt
 from .results import RunError, load_run, read_metrics, read_predictions, flatten_metrics, _flat
 
 # %% auto #0
-__all__ = ['SkippedRunWarning', 'read_run', 'load_runs', 'eval_sets', 'set_tasks', 'pick_baseline', 'default_metrics',
-           'metric_columns', 'compare', 'config_columns', 'config_diff', 'set_predictions', 'set_metric', 'paired_diff',
-           'compare_paired', 'summarise', 'plot_sets']
+__all__ = ['SkippedRunWarning', 'read_run', 'load_runs', 'eval_sets', 'set_tasks', 'pick_baseline', 'metric_columns',
+           'default_metrics', 'compare', 'config_columns', 'config_diff', 'set_predictions', 'set_metric', 'same_items',
+           'paired_diff', 'compare_paired', 'summarise', 'plot_sets']
 
 # %% ../nbs/09_runs.ipynb #2d1adc76
 class SkippedRunWarning(UserWarning):
     "`load_runs` skipped a folder (filter with `warnings.simplefilter('ignore', SkippedRunWarning)`)."
 
-_IDENTITY = ('run_id', 'run_name', 'paradigm', 'seed')
-_STAMP = re.compile(r'^\d{8}-\d{6}(?!\d)')  # run folders named by aura.experiment: <UTC %Y%m%d-%H%M%S>-<paradigm>-s<seed>
-
+# %% ../nbs/09_runs.ipynb #da9231fc
 def _missing(v)->bool: return v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and math.isnan(v))
 
 def _same(a, b)->bool:
+    "Equal values, or both missing; values that cannot be compared with `==` are compared by their repr."
     if _missing(a) or _missing(b): return _missing(a) and _missing(b)
     try: return bool(a == b)
     except (TypeError, ValueError): return repr(a) == repr(b)
 
+# %% ../nbs/09_runs.ipynb #f91a13b7
 def _utc(v)->pd.Timestamp:
+    "`v` (a timestamp or an ISO string) in UTC; a naive time is taken as UTC."
     t = pd.Timestamp(v)
     return t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')
+
+# %% ../nbs/09_runs.ipynb #3ded9e90
+_STAMP = re.compile(r'^\d{8}-\d{6}(?!\d)')  # run folders named by aura.experiment: <UTC %Y%m%d-%H%M%S>-<paradigm>-s<seed>
+
+def _created_at(d:Path, cfg:dict, met:dict)->pd.Timestamp:
+    "UTC creation time of run folder `d`: a `created` entry, else the time stamp of its name, else config.json's mtime."
+    created = next((v for v in (cfg.get('created'), met.get('created')) if v), None)
+    if created is None and _STAMP.match(d.name): created = pd.Timestamp(datetime.strptime(d.name[:15], '%Y%m%d-%H%M%S'))
+    try: return _utc(created if created is not None else pd.Timestamp((d/'config.json').stat().st_mtime, unit='s'))
+    except (ValueError, TypeError) as e: raise RunError(f"{d/'config.json'}: unreadable 'created' entry {created!r} ({e})") from e
+
+# %% ../nbs/09_runs.ipynb #c74564fa
+_IDENTITY = ('run_id', 'run_name', 'paradigm', 'seed')
+
+def _split_keys(c:dict, m:dict)->tuple:
+    "(config, metrics) columns of a row from the flat config `c` and flat metrics `m`, each repeated key kept once."
+    c, m = dict(c), dict(m); m.pop('run_id', None); m.pop('created', None)
+    for k in _IDENTITY[1:]:
+        if k not in c and k in m: c[k] = m.pop(k)
+    for k in [k for k in m if k in c]:              # repeated in metrics.json: keep once, or both when they disagree
+        v = m.pop(k)
+        if not _same(v, c[k]): m[f'metrics.{k}'] = v
+    if 'path' in c: c['cfg.path'] = c.pop('path')
+    return c, m
 
 # %% ../nbs/09_runs.ipynb #b10438da
 def read_run(run_dir # a run folder (config.json + metrics.json)
@@ -43,37 +68,38 @@ def read_run(run_dir # a run folder (config.json + metrics.json)
     try: m = flatten_metrics(met)
     except RunError as e: raise RunError(f"{d/'metrics.json'}: {e}") from e
     m = {k: v for k, v in m.items() if not (isinstance(v, dict) and not v)}   # empty entries (no skipped sets, no oversampling)
-    c = _flat({k: v for k, v in cfg.items() if k not in ('task_table', 'created', 'run_id')}); m.pop('run_id', None); m.pop('created', None)
-    for k in _IDENTITY[1:]:
-        if k not in c and k in m: c[k] = m.pop(k)
-    for k in [k for k in m if k in c]:              # repeated in metrics.json: keep once, or both when they disagree
-        v = m.pop(k)
-        if not _same(v, c[k]): m[f'metrics.{k}'] = v
-    if 'path' in c: c['cfg.path'] = c.pop('path')
-    created = next((v for v in (cfg.get('created'), met.get('created')) if v), None)
-    if created is None and _STAMP.match(d.name): created = pd.Timestamp(datetime.strptime(d.name[:15], '%Y%m%d-%H%M%S'))
-    try: created = _utc(created if created is not None else pd.Timestamp((d/'config.json').stat().st_mtime, unit='s'))
-    except (ValueError, TypeError) as e: raise RunError(f"{d/'config.json'}: unreadable 'created' entry {created!r} ({e})") from e
-    return {'run_id': d.name, 'created': created, **c, 'sets': tuple(met['sets']), **m, 'path': str(d.resolve()), '_config': list(c)}
+    c, m = _split_keys(_flat({k: v for k, v in cfg.items() if k not in ('task_table', 'created', 'run_id')}), m)
+    return {'run_id': d.name, 'created': _created_at(d, cfg, met), **c, 'sets': tuple(met['sets']), **m, 'path': str(d.resolve()), '_config': list(c)}
 
-# %% ../nbs/09_runs.ipynb #be1291a1
+# %% ../nbs/09_runs.ipynb #525cd0f4
 _RUN_FILES = ('config.json', 'metrics.json', 'env.json', 'checkpoint.pt')
 
-def load_runs(runs_dir='outputs' # folder holding run folders
-             )->pd.DataFrame:    # one row per finished run, sorted by `created`; attrs: skipped, config, runs_dir, ignored
-    "Registry of the finished runs in `runs_dir`: config + flattened metrics per row; unfinished/broken folders skipped with a warning."
-    root = Path(runs_dir)
-    if not root.is_dir(): raise FileNotFoundError(f"runs_dir {str(runs_dir)!r} is not a folder (resolved: {root.resolve()})")
-    rows, skipped, config, ignored = [], {}, [], []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.')):
-        if not any((d/f).exists() for f in _RUN_FILES): ignored.append(str(d)); continue
-        try: r = read_run(d)
+def _is_run(d:Path)->bool:
+    "`d` holds any of a run's files (a study's `notebooks/` folder does not)."
+    return any((d/f).exists() for f in _RUN_FILES)
+
+# %% ../nbs/09_runs.ipynb #377d7e16
+def _read_rows(folders)->tuple:
+    "(rows, skipped) of `read_run` over `folders`: a RunError becomes a SkippedRunWarning and a `skipped` entry folder -> reason."
+    rows, skipped = [], {}
+    for d in folders:
+        try: rows.append(read_run(d))
         except RunError as e:
-            skipped[str(d)] = str(e); warnings.warn(f"load_runs: skipping {d}: {e}", SkippedRunWarning, stacklevel=2); continue
-        config += [k for k in r.pop('_config') if k not in config]; rows.append(r)
+            skipped[str(d)] = str(e); warnings.warn(f"load_runs: skipping {d}: {e}", SkippedRunWarning, stacklevel=3)
+    return rows, skipped
+
+# %% ../nbs/09_runs.ipynb #be1291a1
+def load_runs(output_dir='outputs' # folder holding run folders
+             )->pd.DataFrame:      # one row per finished run, sorted by `created`; attrs: skipped, config, output_dir, ignored
+    "Registry of the finished runs in `output_dir`: config + flattened metrics per row; unfinished/broken folders skipped with a warning."
+    root = Path(output_dir)
+    if not root.is_dir(): raise FileNotFoundError(f"output_dir {str(output_dir)!r} is not a folder (resolved: {root.resolve()})")
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    rows, skipped = _read_rows([p for p in dirs if _is_run(p)])
+    config = list(dict.fromkeys(k for r in rows for k in r.pop('_config')))
     df = pd.DataFrame(rows, columns=None if rows else ['run_id', 'created', 'path'])
     if rows: df = df.sort_values(['created', 'run_id'], kind='stable').reset_index(drop=True)
-    df.attrs.update(skipped=skipped, config=config, runs_dir=str(root), ignored=ignored)
+    df.attrs.update(skipped=skipped, config=config, output_dir=str(root), ignored=[str(p) for p in dirs if not _is_run(p)])
     return df
 
 # %% ../nbs/09_runs.ipynb #0fd96950
@@ -83,6 +109,7 @@ def eval_sets(runs_df:pd.DataFrame # `load_runs` output
     if 'sets' in runs_df: return list(dict.fromkeys(s for v in runs_df['sets'] if isinstance(v, tuple) for s in v))
     return [str(c)[:-len('.task')] for c in runs_df.columns if str(c).endswith('.task')]
 
+# %% ../nbs/09_runs.ipynb #34b4dd94
 def set_tasks(runs_df:pd.DataFrame # `load_runs` output
              )->dict:              # evaluation set -> task name
     "Evaluation set -> its task, as the runs' metrics name it."
@@ -103,21 +130,10 @@ def pick_baseline(runs_df:pd.DataFrame, # `load_runs` output (possibly filtered)
     return str((st if len(st) else df)['run_id'].iloc[0])
 
 # %% ../nbs/09_runs.ipynb #4f55f4b2
-_CAL = ('temperature', 'ece_positive_before', 'ece_positive_after', 'ece_top_label_before', 'ece_top_label_after',
-        'ece_positive_before_mean', 'ece_positive_after_mean')
-
-def default_metrics(runs_df:pd.DataFrame)->list:
-    "The metric columns `compare` shows by default, grouped by evaluation set."
-    per_set = [f'{s}.{m}' for s in eval_sets(runs_df) for m in ('macro_f1', 'ci_lo', 'ci_hi', 'floor', 'per_class.*.f1', 'auroc', 'micro_f1',
-                                                                  'fixed.macro_f1', 'tuned.macro_f1')]
-    tasks = list(dict.fromkeys(set_tasks(runs_df).values()))
-    rest = ['delta_f1', *[f'calibration.{t}.{k}' for t in tasks for k in _CAL], 'best_epoch', 'wall_seconds']
-    return metric_columns(runs_df, per_set + rest, strict=False)
-
-def metric_columns(runs_df:pd.DataFrame,
-                   metrics=None,      # names or glob patterns (a str for one); None = `default_metrics`
-                   strict:bool=True   # raise KeyError for a pattern that matches no column
-                  )->list:            # matching columns, in the order of the patterns
+def metric_columns(runs_df:pd.DataFrame, # `load_runs` output
+                   metrics=None,         # names or glob patterns (a str for one); None = `default_metrics`
+                   strict:bool=True      # raise KeyError for a pattern that matches no column
+                  )->list:               # matching columns, in the order of the patterns
     "Columns of `runs_df` matching the metric names / glob patterns."
     if metrics is None: return default_metrics(runs_df)
     out = []
@@ -127,6 +143,19 @@ def metric_columns(runs_df:pd.DataFrame,
         out += [c for c in hits if c not in out]
     return out
 
+# %% ../nbs/09_runs.ipynb #6990528a
+_CAL = ('temperature', 'ece_positive_before', 'ece_positive_after', 'ece_top_label_before', 'ece_top_label_after',
+        'ece_positive_before_mean', 'ece_positive_after_mean')
+
+def default_metrics(runs_df:pd.DataFrame # `load_runs` output
+                   )->list:              # metric columns, grouped by evaluation set, then delta_f1, calibration, cost
+    "The metric columns `compare` shows by default, grouped by evaluation set."
+    per_set = [f'{s}.{m}' for s in eval_sets(runs_df) for m in ('macro_f1', 'ci_lo', 'ci_hi', 'floor', 'per_class.*.f1', 'auroc', 'micro_f1',
+                                                                  'fixed.macro_f1', 'tuned.macro_f1')]
+    tasks = list(dict.fromkeys(set_tasks(runs_df).values()))
+    rest = ['delta_f1', *[f'calibration.{t}.{k}' for t in tasks for k in _CAL], 'best_epoch', 'wall_seconds']
+    return metric_columns(runs_df, per_set + rest, strict=False)
+
 # %% ../nbs/09_runs.ipynb #81c76abe
 def _fmt(v, digits:int, sign:bool=False, style:str='f')->str:
     "Format one number: '' for missing, integers plain, '+' on deltas."
@@ -134,6 +163,7 @@ def _fmt(v, digits:int, sign:bool=False, style:str='f')->str:
     s = '+' if sign else ''
     return f'{int(round(v)):{s}d}' if style == 'd' else f'{v:{s}.{1 if style == "big" else digits}f}'
 
+# %% ../nbs/09_runs.ipynb #171f917d
 _COUNTS = {'n', 'support', 'tn', 'fp', 'fn', 'tp', 'n_val', 'n_test', 'best_epoch', 'epochs_run', 'steps'}
 
 def _row_style(name, vals)->str:
@@ -142,10 +172,18 @@ def _row_style(name, vals)->str:
     if str(name).split('.')[-1] in _COUNTS and (v == v.round()).all(): return 'd'
     return 'big' if len(v) and (v.abs() >= 100).all() else 'f'
 
-def _ids(runs_df, b):
+# %% ../nbs/09_runs.ipynb #43af76a7
+def _ids(runs_df, b)->list:
+    "The run ids with the baseline `b` first; ValueError when a run_id repeats."
     ids = list(runs_df['run_id'])
     if len(set(ids)) != len(ids): raise ValueError(f"run_id must be unique in runs_df; duplicates: {sorted({i for i in ids if ids.count(i) > 1})}")
     return [b] + [i for i in ids if i != b]
+
+# %% ../nbs/09_runs.ipynb #9e5f4853
+def _formatted(res:pd.DataFrame, v:pd.DataFrame, digits:int)->pd.DataFrame:
+    "`compare`'s numbers `res` as strings: Δ columns signed, each row in the style of the runs' values `v` of its metric."
+    fm = pd.DataFrame({c: [_fmt(x, digits, str(c).startswith('Δ '), _row_style(m, v.loc[m])) for m, x in res[c].items()] for c in res}, index=res.index)
+    return fm.rename_axis('metric')
 
 # %% ../nbs/09_runs.ipynb #7b2124cc
 def compare(runs_df:pd.DataFrame, # `load_runs` output (filter it first to choose the runs)
@@ -159,12 +197,11 @@ def compare(runs_df:pd.DataFrame, # `load_runs` output (filter it first to choos
     out = {b: v[b]}
     for r in ids[1:]: out[r], out[f'Δ {r}'] = v[r], v[r] - v[b]
     res = pd.DataFrame(out, index=v.index).rename_axis('metric')
-    if digits is None: return res
-    fm = pd.DataFrame({c: [_fmt(x, digits, str(c).startswith('Δ '), _row_style(m, v.loc[m])) for m, x in res[c].items()] for c in res}, index=res.index)
-    return fm.rename_axis('metric')
+    return res if digits is None else _formatted(res, v, digits)
 
 # %% ../nbs/09_runs.ipynb #22694762
-def config_columns(runs_df:pd.DataFrame)->list:
+def config_columns(runs_df:pd.DataFrame # `load_runs` output
+                  )->list:              # the config parameter columns
     "Config parameter columns: `attrs['config']` of `load_runs`, else the columns without a dot that are not metrics or ids."
     cfg = runs_df.attrs.get('config')
     if cfg: return [c for c in cfg if c in runs_df.columns]
@@ -187,6 +224,24 @@ def config_diff(runs_df:pd.DataFrame,          # `load_runs` output
         rows[c] = [show(base)] + ['' if _same(t.at[r, c], base) else show(t.at[r, c]) for r in ids[1:]]
     return pd.DataFrame.from_dict(rows, orient='index', columns=ids).rename_axis('parameter')
 
+# %% ../nbs/09_runs.ipynb #fc96eccd
+def _set_task(d:Path, name:str)->tuple:
+    "(task, its entry of metrics.json `tasks`) of evaluation set `name` of run `d`; ValueError naming metrics.json when either is missing."
+    m = read_metrics(d)
+    if name not in m['sets']: raise ValueError(f"{d/'metrics.json'} has no evaluation set {name!r} (sets: {list(m['sets'])})")
+    task = m['sets'][name].get('task'); info = (m.get('tasks') or {}).get(task)
+    if info is None: raise ValueError(f"{d/'metrics.json'}: set {name!r} names task {task!r}, which 'tasks' does not describe")
+    return task, info
+
+# %% ../nbs/09_runs.ipynb #a3b719f8
+def _read_set_csv(p:Path)->tuple:
+    "(texts, labels, headline predictions) of a predictions CSV of any task kind; ValueError naming the file when a column is missing."
+    df = pd.read_csv(p, dtype={'text': str}, keep_default_na=False, na_values={'label': [''], 'pred': ['']})
+    if 'text' not in df: raise ValueError(f"{p}: column 'text' missing (columns: {list(df.columns)})")
+    try: y, pred = read_predictions(df)
+    except ValueError as e: raise ValueError(f"{p}: {e}") from e
+    return df['text'].to_numpy(), y, pred
+
 # %% ../nbs/09_runs.ipynb #58f13fe8
 def set_predictions(run_dir,       # a run folder
                     name:str       # an evaluation set of the run
@@ -196,16 +251,11 @@ def set_predictions(run_dir,       # a run folder
     if not p.is_file():
         have = sorted(x.stem for x in p.parent.glob('*.csv')) if p.parent.is_dir() else []
         raise FileNotFoundError(f"{p} not found (predictions of this run: {have})")
-    m = read_metrics(d)
-    if name not in m['sets']: raise ValueError(f"{d/'metrics.json'} has no evaluation set {name!r} (sets: {list(m['sets'])})")
-    task = m['sets'][name].get('task'); info = (m.get('tasks') or {}).get(task)
-    if info is None: raise ValueError(f"{d/'metrics.json'}: set {name!r} names task {task!r}, which 'tasks' does not describe")
-    df = pd.read_csv(p, dtype={'text': str}, keep_default_na=False, na_values={'label': [''], 'pred': ['']})
-    if 'text' not in df: raise ValueError(f"{p}: column 'text' missing (columns: {list(df.columns)})")
-    try: y, pred = read_predictions(df)
-    except ValueError as e: raise ValueError(f"{p}: {e}") from e
-    return dict(path=p, text=df['text'].to_numpy(), y=y, pred=pred, task=task, kind=info['kind'], classes=list(info['classes']))
+    task, info = _set_task(d, name)
+    text, y, pred = _read_set_csv(p)
+    return dict(path=p, text=text, y=y, pred=pred, task=task, kind=info['kind'], classes=list(info['classes']))
 
+# %% ../nbs/09_runs.ipynb #a41a9dc1
 def set_metric(kind:str,   # the task's kind
                classes     # its class names
               ):           # metric(y, pred) -> float, vectorised over a leading batch axis
@@ -213,7 +263,10 @@ def set_metric(kind:str,   # the task's kind
     from aura.evaluate import macro_f1, multilabel_f1
     return multilabel_f1 if kind == 'multilabel' else functools.partial(macro_f1, labels=range(len(classes)))
 
-def _same_items(a:dict, b:dict):
+# %% ../nbs/09_runs.ipynb #8b4d48f1
+def same_items(a:dict, # `set_predictions` of one run
+               b:dict  # `set_predictions` of another run
+              ):
     "Raise naming both files unless a and b hold the same task, texts (same order) and labels."
     pa, pb = a['path'], b['path']
     if (a['task'], a['kind'], a['classes']) != (b['task'], b['kind'], b['classes']):
@@ -230,35 +283,52 @@ def _same_items(a:dict, b:dict):
 def paired_diff(run_a_dir,        # run folder of A
                 run_b_dir,        # run folder of B (e.g. the baseline)
                 name:str,         # an evaluation set both runs have (its predictions file stem)
-                n:int=1000,       # bootstrap resamples
-                seed:int=0, alpha:float=0.05
+                n_boot:int=1000,  # bootstrap resamples
+                seed:int=0,       # seed of the resampling
+                alpha:float=0.05  # 1 - confidence level
                )->dict:           # set, task, n_items, f1_a, f1_b, diff (A - B), lo, hi, p_value, n_boot
     "Macro-F1 difference A − B on the same test items with a paired-bootstrap CI (raises naming both files if the items differ)."
     from aura.evaluate import paired_bootstrap
     a, b = set_predictions(run_a_dir, name), set_predictions(run_b_dir, name)
-    _same_items(a, b)
+    same_items(a, b)
     f1 = set_metric(a['kind'], a['classes'])
-    r = paired_bootstrap(a['y'], a['pred'], b['pred'], metric=f1, n=n, seed=seed, alpha=alpha)
+    r = paired_bootstrap(a['y'], a['pred'], b['pred'], metric=f1, n_boot=n_boot, seed=seed, alpha=alpha)
     return dict(set=name, task=a['task'], n_items=len(a['y']), f1_a=float(f1(a['y'], a['pred'])), f1_b=float(f1(b['y'], b['pred'])), **r)
+
+# %% ../nbs/09_runs.ipynb #37f3e5c9
+def _paired_row(run_id:str, name:str, run_dir, baseline_dir, n_boot:int, seed:int, alpha:float)->dict:
+    "One row of `compare_paired`: the run's `paired_diff` against the baseline on set `name`, or the reason it has none in `note`."
+    try: x = paired_diff(run_dir, baseline_dir, name, n_boot=n_boot, seed=seed, alpha=alpha)
+    except (ValueError, FileNotFoundError) as e:
+        return dict(run_id=run_id, set=name, note=str(e).replace(str(Path(baseline_dir).parent) + os.sep, ''))   # paths relative to the runs folder
+    return dict(run_id=run_id, set=name, f1_run=x['f1_a'], f1_baseline=x['f1_b'], diff=x['diff'], lo=x['lo'], hi=x['hi'], p_value=x['p_value'], note='')
 
 # %% ../nbs/09_runs.ipynb #5d4ac948
 def compare_paired(runs_df:pd.DataFrame, # `load_runs` output
                    baseline:str='',      # run_id of the baseline ('' = `pick_baseline`'s default)
                    sets=None,            # evaluation sets; None = the baseline's
-                   n:int=1000, seed:int=0, alpha:float=0.05
+                   n_boot:int=1000,      # bootstrap resamples of each pair
+                   seed:int=0,           # seed of the resampling
+                   alpha:float=0.05      # 1 - confidence level
                   )->pd.DataFrame:       # one row per (run_id, set): f1_run, f1_baseline, diff, lo, hi, p_value, note
     "Paired-bootstrap macro-F1 difference of every run against the baseline, per evaluation set."
     b = pick_baseline(runs_df, baseline); ids = _ids(runs_df, b); path = dict(zip(runs_df['run_id'], runs_df['path']))
     if sets is None: sets = list(runs_df.set_index('run_id').at[b, 'sets'])
-    rows = []
-    for r in ids[1:]:
-        for s in sets:
-            try:
-                x = paired_diff(path[r], path[b], s, n=n, seed=seed, alpha=alpha)
-                rows.append(dict(run_id=r, set=s, f1_run=x['f1_a'], f1_baseline=x['f1_b'], diff=x['diff'], lo=x['lo'], hi=x['hi'], p_value=x['p_value'], note=''))
-            except (ValueError, FileNotFoundError) as e: rows.append(dict(run_id=r, set=s, note=str(e).replace(str(Path(path[b]).parent) + os.sep, '')))
+    rows = [_paired_row(r, s, path[r], path[b], n_boot, seed, alpha) for r in ids[1:] for s in sets]
     cols = ['run_id', 'set', 'f1_run', 'f1_baseline', 'diff', 'lo', 'hi', 'p_value', 'note']
     return pd.DataFrame(rows, columns=cols).set_index(['run_id', 'set']).assign(baseline=b)
+
+# %% ../nbs/09_runs.ipynb #25f9d534
+def _summary_columns(runs_df:pd.DataFrame, metrics)->list:
+    "The columns `summarise` reports: those `metrics` names or matches, or by default each set's macro-F1 and delta_f1."
+    if metrics is None: return metric_columns(runs_df, [f'{s}.macro_f1' for s in eval_sets(runs_df)] + ['delta_f1'], strict=False)
+    return metric_columns(runs_df, metrics)
+
+# %% ../nbs/09_runs.ipynb #8aa19751
+def _mean_std(res:pd.DataFrame, cols:list, digits:int)->pd.DataFrame:
+    "'mean ± std' strings of `summarise`'s numbers `res` for each metric of `cols` (just the mean when std is missing)."
+    return pd.DataFrame({m: [f"{_fmt(a, digits)} ± {_fmt(s, digits)}".rstrip(' ±') for a, s in zip(res[(m, 'mean')], res[(m, 'std')])] for m in cols},
+                        index=res.index)
 
 # %% ../nbs/09_runs.ipynb #57d411fd
 def summarise(runs_df:pd.DataFrame, # `load_runs` output
@@ -270,42 +340,60 @@ def summarise(runs_df:pd.DataFrame, # `load_runs` output
     by = [by] if isinstance(by, str) else list(by)
     miss = [c for c in by if c not in runs_df.columns]
     if miss: raise KeyError(f"by={miss} not among the columns of runs_df (config columns: {config_columns(runs_df)})")
-    if metrics is None: cols = metric_columns(runs_df, [f'{s}.macro_f1' for s in eval_sets(runs_df)] + ['delta_f1'], strict=False)
-    else: cols = metric_columns(runs_df, metrics)
-    num = runs_df[cols].apply(pd.to_numeric, errors='coerce')
-    g = num.groupby([runs_df[c] for c in by], dropna=False)
+    cols = _summary_columns(runs_df, metrics)
+    g = runs_df[cols].apply(pd.to_numeric, errors='coerce').groupby([runs_df[c] for c in by], dropna=False)
     res = g.agg(['mean', 'std', 'count']).rename(columns={'count': 'n'}, level=1)
-    if digits is None: return res
-    out = pd.DataFrame({m: [f"{_fmt(a, digits)} ± {_fmt(s, digits)}".rstrip(' ±') for a, s in zip(res[(m, 'mean')], res[(m, 'std')])] for m in cols}, index=res.index)
-    return out.assign(n=g.size())
+    return res if digits is None else _mean_std(res, cols, digits).assign(n=g.size())
+
+# %% ../nbs/09_runs.ipynb #e1b9086e
+def _task_groups(runs_df:pd.DataFrame, metric:str, sets)->tuple:
+    "(sets, tasks, groups): the sets with a `<set>.<metric>` column grouped by task, the tasks in order, each task's set positions."
+    tasks = set_tasks(runs_df)
+    sets = [s for s in (sets or eval_sets(runs_df)) if f'{s}.{metric}' in runs_df]
+    if not sets: raise KeyError(f"runs_df has no per-set column '*.{metric}'")
+    order = list(dict.fromkeys(tasks.get(s) for s in sets)); sets = sorted(sets, key=lambda s: order.index(tasks.get(s)))
+    return sets, order, [[i for i, s in enumerate(sets) if tasks.get(s) == t] for t in order]
+
+# %% ../nbs/09_runs.ipynb #09360e89
+def _errors(r:pd.Series, y:np.ndarray, sets:list, metric:str):
+    "The (2, sets) error bars of one run's row from its `<set>.ci_lo` / `ci_hi` (macro-F1 only, every set), else None."
+    if metric != 'macro_f1' or not all(f'{s}.ci_lo' in r for s in sets): return None
+    lo, hi = (np.array([r[f'{s}.{k}'] for s in sets], dtype=float) for k in ('ci_lo', 'ci_hi'))
+    return np.vstack([y - lo, hi - y])
+
+# %% ../nbs/09_runs.ipynb #d2388025
+def _draw_run(ax, i:int, r:pd.Series, n:int, sets:list, groups:list, metric:str, label:str):
+    "Run `i` of `n` (row `r`): one line per task with its error bars, shifted a little so that the runs' points do not overlap."
+    x = np.arange(len(sets)); y = np.array([r.get(f'{s}.{metric}', np.nan) for s in sets], dtype=float); dx = x + 0.06 * (i - (n - 1) / 2)
+    err = _errors(r, y, sets, metric)
+    for j, g in enumerate(groups):   # one line per task: sets of different tasks are not joined
+        ax.errorbar(dx[g], y[g], yerr=None if err is None else err[:, g], marker='o', capsize=3, color=f'C{i}', label=str(r[label]) if j == 0 else '_')
+
+# %% ../nbs/09_runs.ipynb #30cdd55d
+def _floor_ticks(ax, runs_df:pd.DataFrame, sets:list):
+    "Grey ticks at each set's majority-class floor (the first value its column holds), when every set has a floor column."
+    if not all(f'{s}.floor' in runs_df for s in sets): return
+    ax.scatter(np.arange(len(sets)), [pd.to_numeric(runs_df[f'{s}.floor'], errors='coerce').dropna().iloc[0] if runs_df[f'{s}.floor'].notna().any() else np.nan for s in sets],
+               marker='_', s=600, color='grey', label='majority floor', zorder=0)
+
+# %% ../nbs/09_runs.ipynb #4a01ac0b
+def _task_marks(ax, groups:list, order:list):
+    "A thin line between the sets of consecutive tasks and, with several tasks, each task's name above its sets."
+    for g, t in zip(groups[1:], order[1:]): ax.axvline(g[0] - .5, color='k', lw=.5, alpha=.4)
+    if len(order) > 1:
+        for g, t in zip(groups, order): ax.annotate(str(t), ((g[0] + g[-1]) / 2, 1.01), xycoords=('data', 'axes fraction'), ha='center', fontsize=8)
 
 # %% ../nbs/09_runs.ipynb #c06d52cf
 def plot_sets(runs_df:pd.DataFrame, # `load_runs` output
               metric:str='macro_f1',# per-set metric; its CI is drawn when it is macro_f1
               label:str='run_id',   # column naming each line
               sets=None,            # evaluation sets (None: `eval_sets`, grouped by task)
-              ax=None
+              ax=None               # matplotlib Axes to draw in (None: a new figure)
              ):                     # the matplotlib Axes
     "Per-set macro-F1 (with bootstrap CI) of every run, sets grouped by task, with the majority floor."
-    tasks = set_tasks(runs_df)
-    sets = [s for s in (sets or eval_sets(runs_df)) if f'{s}.{metric}' in runs_df]
-    if not sets: raise KeyError(f"runs_df has no per-set column '*.{metric}'")
-    order = list(dict.fromkeys(tasks.get(s) for s in sets)); sets = sorted(sets, key=lambda s: order.index(tasks.get(s)))
-    groups = [[i for i, s in enumerate(sets) if tasks.get(s) == t] for t in order]
+    sets, order, groups = _task_groups(runs_df, metric, sets)
     if ax is None: _, ax = plt.subplots(figsize=(1.8 + 1.6 * len(sets), 3.6))
-    x = np.arange(len(sets))
-    for i, (_, r) in enumerate(runs_df.iterrows()):
-        y = np.array([r.get(f'{s}.{metric}', np.nan) for s in sets], dtype=float); dx = x + 0.06 * (i - (len(runs_df) - 1) / 2)
-        err = None
-        if metric == 'macro_f1' and all(f'{s}.ci_lo' in r for s in sets):
-            lo, hi = (np.array([r[f'{s}.{k}'] for s in sets], dtype=float) for k in ('ci_lo', 'ci_hi')); err = np.vstack([y - lo, hi - y])
-        for j, g in enumerate(groups):   # one line per task: sets of different tasks are not joined
-            ax.errorbar(dx[g], y[g], yerr=None if err is None else err[:, g], marker='o', capsize=3, color=f'C{i}', label=str(r[label]) if j == 0 else '_')
-    if all(f'{s}.floor' in runs_df for s in sets):
-        ax.scatter(x, [pd.to_numeric(runs_df[f'{s}.floor'], errors='coerce').dropna().iloc[0] if runs_df[f'{s}.floor'].notna().any() else np.nan for s in sets],
-                   marker='_', s=600, color='grey', label='majority floor', zorder=0)
-    for g, t in zip(groups[1:], order[1:]): ax.axvline(g[0] - .5, color='k', lw=.5, alpha=.4)
-    if len(order) > 1:
-        for g, t in zip(groups, order): ax.annotate(str(t), ((g[0] + g[-1]) / 2, 1.01), xycoords=('data', 'axes fraction'), ha='center', fontsize=8)
-    ax.set_xticks(x, sets); ax.set_ylabel(metric); ax.grid(alpha=.3, axis='y')
+    for i, (_, r) in enumerate(runs_df.iterrows()): _draw_run(ax, i, r, len(runs_df), sets, groups, metric, label)
+    _floor_ticks(ax, runs_df, sets); _task_marks(ax, groups, order)
+    ax.set_xticks(np.arange(len(sets)), sets); ax.set_ylabel(metric); ax.grid(alpha=.3, axis='y')
     ax.legend(fontsize=7, loc='best'); return ax

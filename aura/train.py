@@ -302,10 +302,10 @@ class Trainer:
                  train_ds,                  # tokenized training rows (`aura.collate.tokenize_dataset`), labels as loaded
                  val_ds,                    # tokenized validation rows, label policy already applied
                  cfg:TrainConfig=None,      # hyper-parameters
-                 out_dir:str|Path|None=None,# where checkpoints and the best model go (None: a temporary folder)
+                 run_dir:str|Path|None=None,# where checkpoints and the best model go (None: a temporary folder)
                  quiet:bool=False):         # no progress bars (tests)
         self.cfg = cfg or TrainConfig(); self.tokenizer, self.quiet = tokenizer, quiet
-        self.out_dir = Path(out_dir) if out_dir is not None else Path(__import__('tempfile').mkdtemp(prefix='aura-'))
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(__import__('tempfile').mkdtemp(prefix='aura-'))
         set_seed(self.cfg.seed)
         self.acc = _accelerator(self.cfg)
         self.pad_id = tokenizer.pad_token_id
@@ -324,14 +324,14 @@ class Trainer:
 
 # %% ../nbs/05_train.ipynb #9c0df449
 @patch(as_prop=True)
-def ckpt_path(self:Trainer)->Path: # `out_dir/checkpoint.pt`
+def ckpt_path(self:Trainer)->Path: # `run_dir/checkpoint.pt`
     "The resumable checkpoint."
-    return self.out_dir/'checkpoint.pt'
+    return self.run_dir/'checkpoint.pt'
 
 @patch(as_prop=True)
-def best_dir(self:Trainer)->Path: # `out_dir/best_model`
+def best_dir(self:Trainer)->Path: # `run_dir/best_model`
     "The best epoch's model (`aura.model.save_model`): what evaluation loads."
-    return self.out_dir/'best_model'
+    return self.run_dir/'best_model'
 
 @patch(as_prop=True)
 def model(self:Trainer)->nn.Module: # the model being trained, not wrapped for data parallelism
@@ -363,8 +363,8 @@ def _config_diff(saved:dict, now:dict)->dict:
 # %% ../nbs/05_train.ipynb #eab3ab50
 @patch
 def resume(self:Trainer)->bool: # whether a checkpoint was restored
-    "Restore everything from `checkpoint.pt` in `out_dir`, if there is one."
-    for tmp in self.out_dir.glob(f'.{self.ckpt_path.name}.*.tmp'): tmp.unlink()   # left by a kill during a save
+    "Restore everything from `checkpoint.pt` in `run_dir`, if there is one."
+    for tmp in self.run_dir.glob(f'.{self.ckpt_path.name}.*.tmp'): tmp.unlink()   # left by a kill during a save
     if not self.ckpt_path.exists(): return False
     ck = load_checkpoint(self.ckpt_path)
     diff = _config_diff(ck['cfg'], asdict(self.cfg))
@@ -501,6 +501,13 @@ def train_steps(self:Trainer, n:int, # the most optimizer steps to run
     if self.cfg.max_steps: n = min(n, max(self.cfg.max_steps - self.state['step'], 0))
     return self._train_epoch(tqdm(disable=True) if pbar is None else pbar, n) if n else 0
 
+# %% ../nbs/05_train.ipynb #6f33d111
+@patch
+def next_epoch(self:Trainer)->int: # the epoch the trainer now stands at
+    "Move to the start of the next epoch without validation (the rest of the current epoch is skipped)."
+    self.state['epoch'] += 1; self.state['batch'] = 0
+    return self.state['epoch']
+
 # %% ../nbs/05_train.ipynb #f4596d42
 @patch
 def _keep_best(self:Trainer, val:float # the monitor's value this epoch
@@ -530,7 +537,7 @@ def _end_epoch(self:Trainer)->bool: # whether training should stop
     ws = self.loss.weighting.weights()
     rec = {'epoch': self.state['epoch'], 'step': self.state['step'], **m, **{f'weight_{k}': v for k, v in ws.items()}}
     rec['best'] = self._keep_best(m[self.cfg.monitor]); self.epochs.append(rec)
-    self.state['epoch'] += 1; self.state['batch'] = 0
+    self.next_epoch()
     self.state['done'] = self._should_stop()
     self._save()
     return self.state['done']
@@ -562,7 +569,7 @@ def load_best(self:Trainer):
 
 # %% ../nbs/05_train.ipynb #2e051f0a
 @patch
-def fit(self:Trainer, resume:bool=True # continue from `out_dir/checkpoint.pt` if present
+def fit(self:Trainer, resume:bool=True # continue from `run_dir/checkpoint.pt` if present
         )->Trainer:                    # itself, holding the best epoch's weights
     "Train until the epochs run out or early stopping triggers, then load the best weights back."
     if resume: self.resume()

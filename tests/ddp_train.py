@@ -17,7 +17,7 @@ train = tokenize_dataset(synthetic_mtl(seed=0), tok, max_length=32)
 val = apply_label_policy(tokenize_dataset(synthetic_mtl(64, 64, seed=1), tok, max_length=32), 'pseudo' if paradigm == 'paired' else 'mask', table)
 cfg = TrainConfig(paradigm=paradigm, epochs=6, bs=16, lr_encoder=3e-3, lr_heads=3e-3, seed=0, patience=0, save_every=0,
                   monitor='val_mean_f1', tasks=table)
-tr = Trainer(build_model(tiny, tasks=table), tok, train, val, cfg, out_dir=out/'run', quiet=True).fit()
+tr = Trainer(build_model(tiny, tasks=table), tok, train, val, cfg, run_dir=out/'run', quiet=True).fit()
 steps, epochs = tr.history()
 digest = hashlib.sha256(b''.join(p.detach().cpu().numpy().tobytes() for p in tr.acc.unwrap_model(tr.module).parameters())).hexdigest()
 rank = tr.acc.process_index

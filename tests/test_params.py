@@ -8,10 +8,11 @@ NBS = Path(__file__).resolve().parent.parent/'nbs'
 
 TYPOS = {   # notebook: (misspelt parameter, the parameter meant)
     'run_experiment': ('out_dir', 'output_dir'),
-    'compare_runs':   ('run_dir', 'runs_dir'),
+    'compare_runs':   ('outputs_dir', 'output_dir'),
     'paradigm_study': ('seed', 'seeds'),
     'freezing_study': ('freeze_layer', 'freeze_layers'),
     'two_step_study': ('epoch', 'epochs'),
+    'task_study':     ('seed', 'seeds'),
     'embeddings':     ('out_dir', 'output_dir'),
 }
 
