@@ -43,7 +43,7 @@ PRESETS = {
                       bs=16, grad_accum=2, epochs=5, lr_encoder=2e-5, lr_heads=1e-4, scheduler='onecycle', warmup=None,
                       precision='fp16', threshold=0.5, threshold_policy='fixed', max_length=128, seed=42, patience=0,
                       weighting='kendall', gamma=2.0, group_by_length=False, monitor='val_tox_f1'),
-    'tiny':      dict(backbone='offline', data_dir='', tasks='tox_emo', max_length=64, bs=16, epochs=1, max_train_rows=64,
+    'tiny':      dict(backbone='offline', data_dir='', tasks='tox_emo', max_length=64, bs=16, epochs=1, max_train_rows=64, warmup=0.1,
                       max_eval_rows=48, lr_encoder=1e-4, lr_heads=1e-3, n_boot=200, patience=0),
 }
 RETIRED = {'paper': "preset='paper' mixed the two partners (partner A's paradigm and validation set with partner B's "
@@ -60,7 +60,7 @@ class ExperimentConfig:
     preset: str = 'default'; backbone: str = 'offline'; data_dir: str = ''
     max_length: int = 128; bs: int = 32; grad_accum: int = 1; epochs: int = 2
     lr_encoder: float = 5e-5; lr_heads: float = 1e-4; lr_loss: float = 1e-2; weight_decay: float = 0.01
-    scheduler: str = 'linear'; warmup: float|None = 0.1; max_grad_norm: float = 1.0
+    scheduler: str = 'linear'; warmup: float|None = None; max_grad_norm: float = 1.0
     precision: str = 'auto'; device: str = 'auto'; seed: int = 42
     patience: int = 2; monitor: str = ''; val_set: str = 'main'
     gamma: float|dict|None = None; alpha: float|dict|str|None = None; oversample: dict|None = None; threshold: float|dict|None = None

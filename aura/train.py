@@ -23,9 +23,9 @@ from .losses import make_loss, class_counts, WEIGHTINGS, FixedWeighting, Kendall
 from .model import param_groups, save_model, load_model
 
 # %% auto #0
-__all__ = ['SCHEDULERS', 'VAL_SETS', 'FEEDS', 'WARMUP', 'monitors', 'TrainConfig', 'synthetic_mtl', 'make_optimizer',
-           'make_scheduler', 'TrainModule', 'validation_set', 'validate', 'save_checkpoint', 'load_checkpoint',
-           'Trainer', 'NonFiniteLossError']
+__all__ = ['SCHEDULERS', 'VAL_SETS', 'FEEDS', 'WARMUP', 'monitors', 'TrainConfig', 'make_optimizer', 'make_scheduler',
+           'TrainModule', 'validation_set', 'validate', 'save_checkpoint', 'load_checkpoint', 'Trainer',
+           'NonFiniteLossError']
 
 # %% ../nbs/05_train.ipynb #e73b83e9
 SCHEDULERS = ('onecycle', 'linear', 'cosine', 'constant')
@@ -109,29 +109,6 @@ class TrainConfig:
 def active_tasks(self:TrainConfig)->tuple: # task names
     "The tasks whose losses are trained: the main task alone under `single` batching, else every task."
     return (self.tasks.main,) if resolve_paradigm(self.paradigm)[1] == 'single' else self.tasks.names
-
-# %% ../nbs/05_train.ipynb #80116ed9
-def synthetic_mtl(n_tox:int=256, # OLID-like rows (toxicity label only), toxic and not toxic in turn
-                  n_emo:int=256, # GoEmotions-like rows (emotion label only), the 7 classes in turn
-                  seed:int=0     # seeds the words and the row order
-                 ):              # a `datasets.Dataset` in aura's schema: text, tox_label, emo_label, source, split
-    "A learnable toy multi-task dataset in aura's schema: keyword toxicity rows and keyword emotion rows."
-    from datasets import Dataset
-    rng = random.Random(seed)
-    filler = 'the a of to and in is it that was for on with as at by this from or have an they which one you were'.split()
-    toxic = ['idiot', 'stupid', 'moron', 'trash']
-    emo_words = [['furious', 'angry'], ['gross', 'disgusting'], ['scared', 'afraid'], ['happy', 'glad'], ['sad', 'unhappy'],
-                 ['wow', 'surprised'], ['okay', 'fine']]
-    rows = []
-    def _txt(word): w = rng.sample(filler, 6); w.insert(rng.randrange(7), word); return ' '.join(w)
-    for i in range(n_tox):
-        y = i % 2
-        rows.append(dict(text=_txt(rng.choice(toxic) if y else rng.choice(filler)), tox_label=y, emo_label=-1, source='olid', split='train'))
-    for i in range(n_emo):
-        y = i % 7
-        rows.append(dict(text=_txt(rng.choice(emo_words[y])), tox_label=-1, emo_label=y, source='goemotions', split='train'))
-    rng.shuffle(rows)
-    return Dataset.from_list(rows)
 
 # %% ../nbs/05_train.ipynb #831e3896
 def make_optimizer(model:nn.Module, # the model: encoder and heads

@@ -6,7 +6,8 @@ from transformers import AutoTokenizer
 from aura.tasks import load_tasks, with_params
 from aura.collate import tokenize_dataset, apply_label_policy
 from aura.model import build_model
-from aura.train import Trainer, TrainConfig, synthetic_mtl
+from aura.train import Trainer, TrainConfig
+from aura.fixtures import synthetic_mtl
 
 out = Path(sys.argv[1]); paradigm = sys.argv[2] if len(sys.argv) > 2 else 'masked'
 tiny = str(out/'tiny')   # made by the test before the launch (ranks only read it)
