@@ -537,10 +537,11 @@ _TOXIGEN_COLS = ('text', 'toxicity_ai', 'toxicity_human')
 
 def _read_parquet(p:Path, src:_Src, cols:Sequence[str])->pd.DataFrame:
     "A parquet file's rows, with `_line` the 1-based row; an unreadable file or a missing column of `cols` raises `DataError`."
+    src.unit = 'row'
     try: df = pd.read_parquet(p)
     except Exception as e: raise DataError(f"{src.name}: unreadable parquet ({e})") from None
     miss = [c for c in cols if c not in df]
-    if miss: raise _err(src, None, miss[0], f"missing column {miss[0]!r}")
+    if miss: raise _err(src, None, miss[0], f"missing column {miss[0]!r} (columns: {list(df.columns)})")
     df['_line'] = np.arange(1, len(df) + 1)
     return df
 
@@ -548,7 +549,7 @@ def _read_parquet(p:Path, src:_Src, cols:Sequence[str])->pd.DataFrame:
 def _read_toxigen(root:Path)->tuple[pd.DataFrame, _Src]:
     "ToxiGen's annotated test rows and where they came from: the parquet (the original) when present, else the CSV derived from it."
     pq_, ps = _src(root, 'toxigen/annotated_test.parquet')
-    if pq_.is_file(): ps.unit = 'row'; return _read_parquet(pq_, ps, _TOXIGEN_COLS), ps
+    if pq_.is_file(): return _read_parquet(pq_, ps, _TOXIGEN_COLS), ps
     p, ps = _src(root, 'toxigen/annotated_test.csv')
     if not p.is_file(): raise DataError(f"{pq_}: file not found (nor {p})")
     return read_table(p, ',', required=_TOXIGEN_COLS, src=ps), ps

@@ -11,7 +11,7 @@ import numpy as np, pandas as pd, pyarrow as pa
 from datasets import Dataset, DatasetDict, DatasetInfo, Features, Value, List, concatenate_datasets
 from sklearn.model_selection import train_test_split
 from .core import SAMPLES_PATH, column
-from .data import (DataError, _Src, _err, _first, _decode, _lines, read_table, check_text, load_report, stratified_indices,
+from .data import (DataError, _Src, _err, _read_parquet, _first, _decode, _lines, read_table, check_text, load_report, stratified_indices,
                        load_olid, load_goemotions, load_jigsaw, load_toxigen)
 from .tasks import TaskTable, Task, Source, TaskError, load_tasks, SPLIT_NAMES, hint
 
@@ -66,17 +66,6 @@ def _read_jsonl(path:Path, required, src:_Src)->pd.DataFrame:
     df['_line'] = lines
     return df
 
-# %% ../nbs/01c_sources.ipynb #77c376f5
-def _read_parquet(path:Path, required, src:_Src)->pd.DataFrame:
-    "The rows of a Parquet file, `required` columns checked, with the 1-based row number as `_line`."
-    src.unit = 'row'
-    try: df = pd.read_parquet(path)
-    except Exception as e: raise DataError(f"{src.name}: unreadable parquet ({e})") from None
-    miss = [c for c in required if c not in df]
-    if miss: raise _err(src, None, miss[0], f"missing column {miss[0]!r} (columns: {list(df.columns)})")
-    df['_line'] = np.arange(1, len(df) + 1)
-    return df
-
 # %% ../nbs/01c_sources.ipynb #31f47611
 def read_rows(path:Path,            # the file
               fmt:str,              # csv | tsv | jsonl | parquet
@@ -88,7 +77,7 @@ def read_rows(path:Path,            # the file
     if not path.is_file(): raise DataError(f"{src.name}: file not found")
     if fmt in ('csv', 'tsv'): return read_table(path, ',' if fmt == 'csv' else '\t', required=required, src=src)
     if fmt == 'jsonl': return _read_jsonl(path, required, src)
-    if fmt == 'parquet': return _read_parquet(path, required, src)
+    if fmt == 'parquet': return _read_parquet(path, src, required)
     raise ValueError(f"fmt={fmt!r}: expected csv, tsv, jsonl or parquet")
 
 # %% ../nbs/01c_sources.ipynb #66fab506
