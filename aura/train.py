@@ -24,8 +24,8 @@ from .model import param_groups, save_model, load_model
 
 # %% auto #0
 __all__ = ['SCHEDULERS', 'VAL_SETS', 'FEEDS', 'WARMUP', 'monitors', 'TrainConfig', 'make_optimizer', 'make_scheduler',
-           'TrainModule', 'validation_set', 'validate', 'save_checkpoint', 'load_checkpoint', 'Trainer',
-           'NonFiniteLossError']
+           'TrainModule', 'validation_set', 'validate', 'save_checkpoint', 'UnsafeCheckpointError', 'load_checkpoint',
+           'Trainer', 'NonFiniteLossError']
 
 # %% ../nbs/05_train.ipynb #e73b83e9
 SCHEDULERS = ('onecycle', 'linear', 'cosine', 'constant')
@@ -200,32 +200,53 @@ def validate(module:TrainModule, # the model and its loss
 
 # %% ../nbs/05_train.ipynb #cecc5b88
 def _rng_state()->dict:
-    "The states of every random generator a training step draws from: python, numpy, torch (and CUDA's)."
-    s = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    "The states of every random generator a training step draws from (python, numpy, torch and CUDA's), as tensors and plain values."
+    n = np.random.get_state(legacy=False); n['state'] = {**n['state'], 'key': torch.from_numpy(n['state']['key'].astype(np.int64))}
+    s = {'python': random.getstate(), 'numpy': n, 'torch': torch.get_rng_state()}
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
 def _set_rng_state(s:dict):
     "Restore the generators from `_rng_state()`."
-    random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
+    n = s['numpy']; n = {**n, 'state': {**n['state'], 'key': n['state']['key'].numpy().astype(np.uint32)}}
+    random.setstate(s['python']); np.random.set_state(n); torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
 # %% ../nbs/05_train.ipynb #ac0b1a87
+_PLAIN = (bool, int, float, str, type(None), torch.Tensor, torch.dtype, torch.device)
+
+def _plain(x, where:str='state'):
+    "`x` with numpy scalars made Python numbers; a `TypeError` naming the first value (in nested dicts, lists, tuples) that is not a tensor or plain value."
+    if isinstance(x, dict): return {k: _plain(v, f'{where}[{k!r}]') for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return type(x)(_plain(v, f'{where}[{i}]') for i, v in enumerate(x))
+    if isinstance(x, np.generic) and not isinstance(x, np.object_): return x.item()
+    if not isinstance(x, _PLAIN): raise TypeError(f"{where} is a {type(x).__module__}.{type(x).__name__}: a checkpoint holds tensors and plain values only")
+    return x
+
+# %% ../nbs/05_train.ipynb #0864c049
 def save_checkpoint(path:str|Path, # the file (replaced atomically: a kill leaves the previous one)
-                    **state        # what to save: state dicts, tensors, plain Python values
+                    **state        # what to save: state dicts, tensors, plain Python values (anything else is refused)
                    )->Path:        # `path`
-    "Atomically `torch.save` a dict of training state to `path`."
+    "Atomically `torch.save` a dict of training state to `path`; it must load with `weights_only=True`."
     import io
-    buf = io.BytesIO(); torch.save(state, buf)
+    buf = io.BytesIO(); torch.save(_plain(state), buf)
     return atomic_write(path, buf.getvalue())
 
 # %% ../nbs/05_train.ipynb #f8cc15dc
+class UnsafeCheckpointError(RuntimeError):
+    "A checkpoint holds objects other than tensors and plain values; it is refused without being unpickled."
+
 def load_checkpoint(path:str|Path # a file written by `save_checkpoint`
                    )->dict:       # the saved state
-    "Load a checkpoint written by `save_checkpoint`; a missing or unreadable file is an error naming the path."
+    "Load a checkpoint with `weights_only=True`: a missing, unreadable or unsafe file is an error naming the path, and nothing in it runs."
+    import pickle
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
-    try: return torch.load(path, map_location='cpu', weights_only=False)
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        import re; g = re.search(r'GLOBAL (\S+)', str(e)); what = f"it names {g[1]}" if g else str(e).splitlines()[0][:200]
+        raise UnsafeCheckpointError(f"checkpoint {path} is refused: it holds more than tensors and plain values ({what}), and loading it "
+                                    f"could run code. If you wrote it with an older aura, delete it to restart the run from scratch.") from None
     except Exception as e: raise RuntimeError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
 
 # %% ../nbs/05_train.ipynb #cf5dbc36

@@ -78,3 +78,16 @@ def test_bad_parameters_fail_before_any_work(tmp_path, papermill, params, messag
     r = papermill('run_experiment', tmp_path/'out.ipynb', tmp_path, preset='tiny', output_dir=str(tmp_path/'outputs'), **params)
     assert r.error is not None and message in r.error, r.error
     assert not (tmp_path/'outputs').exists() or not any((tmp_path/'outputs').iterdir()), 'a run folder was created for a bad configuration'
+
+def test_reproduce_notebook_finds_the_papermill_run_identical(tiny, tmp_path, papermill):
+    "The run made by the experiment notebook, reproduced by the reproduce notebook: every metric and prediction bit-identical."
+    _, run = tiny
+    r = papermill('reproduce', tmp_path/'rep.ipynb', tmp_path, run=str(run), output_dir=str(tmp_path/'rep'))
+    assert r.error is None, r.error
+    (new,) = list((tmp_path/'rep').iterdir())
+    rep = json.loads((new/'reproduction.json').read_text())
+    assert (rep['verdict'], rep['different']) == ('identical', 0), {k: rep[k] for k in ('verdict', 'different', 'max_abs_difference', 'environment_differences')}
+    assert rep['predictions_identical'] == {f'{s}.csv': True for s in ('L1_olid', 'L2_jigsaw', 'L3_toxigen', 'emotion')}, rep['predictions_identical']
+    out = ''.join(text_of(o) for o in r.outputs('rep = reproduce('))
+    assert f"verdict: identical: {rep['metrics']} of {rep['metrics']} values bit-identical" in out, out
+    assert sorted(p.name for p in run.rglob('*') if p.name.startswith('reproduction')) == [], 'the original run folder was written to'

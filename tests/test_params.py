@@ -14,6 +14,7 @@ TYPOS = {   # notebook: (misspelt parameter, the parameter meant)
     'two_step_study': ('epoch', 'epochs'),
     'task_study':     ('seed', 'seeds'),
     'embeddings':     ('out_dir', 'output_dir'),
+    'reproduce':      ('run_dir', 'run'),
 }
 
 def papermill_notebooks()->set:
