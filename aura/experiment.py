@@ -68,7 +68,7 @@ class ExperimentConfig:
     weighting: str = 'kendall'; fixed_weights: dict|None = None
     pooling: str = 'cls'; head_hidden: int = 0; dropout: float = 0.1
     freeze: str = 'none'; freeze_layers: int = 0
-    head_mode: str = 'joint'; order: str = ''; feed: str = 'pred'
+    head_mode: str = 'joint'; order: str = ''; feed: str = 'pred'; log_with: str = ''
     group_by_length: bool = True; task_sampling: str = 'cycle'; temperature: float = 2.0
     threshold_policy: str = 'fixed'
     eval_sets: tuple = ()             # evaluation sets to judge (empty: all of the trained tasks')
@@ -565,6 +565,8 @@ def finish_run(run_dir:Path,        # the run folder
                'wall_seconds': time.time() - t0, 'n_params': n_params(trainer.model), 'n_trainable': n_params(trainer.model, trainable=True),
                'oversampling': getattr(trainer, 'oversampling', None) or {}, **peak_memory()}
     save_metrics(run_dir, metrics)
+    trainer.end_tracking({**{f'{k}/macro_f1': headline(r, cfg.threshold_policy)['macro_f1'] for k, r in metrics['sets'].items()},
+                          **({'delta_f1': metrics['delta_f1']} if metrics.get('delta_f1') is not None else {})})
     return metrics
 
 # %% ../nbs/10_experiment.ipynb #ed1963a7

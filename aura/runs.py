@@ -14,7 +14,7 @@ from .results import RunError, load_run, read_metrics, read_predictions, flatten
 # %% auto #0
 __all__ = ['SkippedRunWarning', 'read_run', 'load_runs', 'eval_sets', 'set_tasks', 'pick_baseline', 'metric_columns',
            'default_metrics', 'compare', 'config_columns', 'config_diff', 'set_predictions', 'set_metric', 'same_items',
-           'paired_diff', 'compare_paired', 'summarise', 'plot_sets']
+           'paired_diff', 'holm', 'compare_paired', 'summarise', 'plot_sets']
 
 # %% ../nbs/09_runs.ipynb #2d1adc76
 class SkippedRunWarning(UserWarning):
@@ -303,6 +303,15 @@ def _paired_row(run_id:str, name:str, run_dir, baseline_dir, n_boot:int, seed:in
         return dict(run_id=run_id, set=name, note=str(e).replace(str(Path(baseline_dir).parent) + os.sep, ''))   # paths relative to the runs folder
     return dict(run_id=run_id, set=name, f1_run=x['f1_a'], f1_baseline=x['f1_b'], diff=x['diff'], lo=x['lo'], hi=x['hi'], p_value=x['p_value'], note='')
 
+# %% ../nbs/09_runs.ipynb #79215bfd
+def holm(p_values # one p-value per test of the table (NaN: no test)
+        )->np.ndarray: # Holm-adjusted p-values, NaN where there was no test
+    "Holm–Bonferroni adjusted p-values of a family of tests (statsmodels' `multipletests`)."
+    from statsmodels.stats.multitest import multipletests
+    p = np.asarray(p_values, dtype=float); out = np.full(p.shape, np.nan); ok = ~np.isnan(p)
+    if ok.any(): out[ok] = multipletests(p[ok], method='holm')[1]
+    return out
+
 # %% ../nbs/09_runs.ipynb #5d4ac948
 def compare_paired(runs_df:pd.DataFrame, # `load_runs` output
                    baseline:str='',      # run_id of the baseline ('' = `pick_baseline`'s default)
@@ -310,13 +319,15 @@ def compare_paired(runs_df:pd.DataFrame, # `load_runs` output
                    n_boot:int=1000,      # bootstrap resamples of each pair
                    seed:int=0,           # seed of the resampling
                    alpha:float=0.05      # 1 - confidence level
-                  )->pd.DataFrame:       # one row per (run_id, set): f1_run, f1_baseline, diff, lo, hi, p_value, note
-    "Paired-bootstrap macro-F1 difference of every run against the baseline, per evaluation set."
+                  )->pd.DataFrame:       # one row per (run_id, set): f1_run, f1_baseline, diff, lo, hi, p_value, p_holm, note
+    "Paired-bootstrap macro-F1 difference of every run against the baseline, per evaluation set, with Holm-adjusted p-values over the table."
     b = pick_baseline(runs_df, baseline); ids = _ids(runs_df, b); path = dict(zip(runs_df['run_id'], runs_df['path']))
     if sets is None: sets = list(runs_df.set_index('run_id').at[b, 'sets'])
     rows = [_paired_row(r, s, path[r], path[b], n_boot, seed, alpha) for r in ids[1:] for s in sets]
     cols = ['run_id', 'set', 'f1_run', 'f1_baseline', 'diff', 'lo', 'hi', 'p_value', 'note']
-    return pd.DataFrame(rows, columns=cols).set_index(['run_id', 'set']).assign(baseline=b)
+    out = pd.DataFrame(rows, columns=cols)
+    out.insert(8, 'p_holm', holm(out['p_value']))   # over the table's tests
+    return out.set_index(['run_id', 'set']).assign(baseline=b)
 
 # %% ../nbs/09_runs.ipynb #25f9d534
 def _summary_columns(runs_df:pd.DataFrame, metrics)->list:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_study.ipynb #f442a611
 from __future__ import annotations
-import functools, re, time
+import functools, re, time, warnings
 from dataclasses import fields
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,11 +12,12 @@ from .collate import PARADIGMS
 from .tasks import hint
 from .experiment import ExperimentConfig
 from .results import read_metrics, headline
-from .runs import load_runs, summarise, eval_sets, set_predictions, set_metric, same_items
+from .runs import load_runs, summarise, eval_sets, set_predictions, set_metric, same_items, holm
 
 # %% auto #0
-__all__ = ['CELLS', 'VARIANTS', 'check_run_params', 'study_grid', 'run_grid', 'attribution', 'class_f1', 'seed_bootstrap',
-           'seed_paired_bootstrap', 'study_tables', 'scenario_table', 'plot_tradeoff', 'run_scenarios']
+__all__ = ['CELLS', 'VARIANTS', 'check_run_params', 'study_grid', 'parse_shard', 'shard_grid', 'run_grid', 'attribution',
+           'class_f1', 'seed_bootstrap', 'seed_paired_bootstrap', 'seed_aso', 'study_tables', 'scenario_table',
+           'plot_tradeoff', 'run_scenarios']
 
 # %% ../nbs/13_study.ipynb #49466240
 CELLS = {('mask', 'interleaved'): 'masked', ('mask', 'mixed'): 'masked_mixed',
@@ -46,18 +47,38 @@ def study_grid(seeds=(0, 1, 2),                    # one run of every configurat
     confs = {p: dict(paradigm=p) for p in paradigms} | dict(variants)
     return [dict(common, **c, seed=s, run_name=f'{prefix}-{name}-s{s}') for s in seeds for name, c in confs.items()]
 
+# %% ../nbs/13_study.ipynb #88b9bf0b
+def parse_shard(shard:str|None # 'i/n' (shard i of n, counting from 1), or '' / None for the whole grid
+               )->tuple:       # (i, n)
+    "Shard i of n from 'i/n'; a bad value is an error naming `shard`."
+    if shard in (None, ''): return 1, 1
+    m = re.fullmatch(r'\s*(\d+)\s*/\s*(\d+)\s*', str(shard))
+    if not m or not 1 <= int(m[1]) <= int(m[2]): raise ValueError(f"shard={shard!r}: expected 'i/n' with 1 <= i <= n, e.g. '2/4'")
+    return int(m[1]), int(m[2])
+
+def shard_grid(grid:list,      # a study's runs, in the grid's order
+               shard:str|None='' # 'i/n', or '' for every run
+              )->list:         # the runs of shard i: positions i, i + n, i + 2n, ... (from 1)
+    "The fixed slice of `grid` that shard i of n runs (round robin in grid order)."
+    i, n = parse_shard(shard)
+    return grid[i - 1::n]
+
 # %% ../nbs/13_study.ipynb #b57d6842
 def run_grid(grid:list[dict],             # `study_grid` output
              output_dir:str|Path,         # where the run folders go
              notebook:str|Path,           # the experiment notebook (nbs/run_experiment.ipynb)
              executed_dir:str|Path|None=None, # executed notebooks (default: `<output_dir>/notebooks`)
-             log=print)->pd.DataFrame:    # one row per run: run_name, status, seconds
-    "Run every configuration of `grid` through papermill, skipping finished runs."
+             log=print,                   # progress messages
+             shard:str|None=''            # 'i/n': only shard i of n (`shard_grid`); '': every run
+            )->pd.DataFrame:              # one row per run of the shard: run_name, status, seconds
+    "Run every configuration of `grid` (or of one shard of it) through papermill, skipping finished runs."
     import papermill as pm
     for p in grid: check_run_params(p, f"run {p.get('run_name', '?')!r}: ")
+    mine = shard_grid(grid, shard)
+    if shard: log(f"shard {shard}: {len(mine)} of the grid's {len(grid)} runs")
     out = Path(output_dir); ex = Path(executed_dir or out/'notebooks'); ex.mkdir(parents=True, exist_ok=True)
     rows = []
-    for params in grid:
+    for params in mine:
         name = params['run_name']
         if (out/name/'metrics.json').exists(): rows.append(dict(run_name=name, status='done before', seconds=0.)); continue
         t = time.time(); log(f"running {name} ...")
@@ -156,6 +177,25 @@ def seed_paired_bootstrap(runs_a:list, runs_b:list, # run folders of A and of B,
     return dict(set=name, task=d['task'], seeds=len(runs_a), diff=float(per_seed.mean()),
                 seed_std=float(per_seed.std(ddof=1)) if len(per_seed) > 1 else np.nan, lo=float(lo), hi=float(hi), p_value=float(p))
 
+# %% ../nbs/13_study.ipynb #ef78999b
+def seed_aso(runs_a:list, runs_b:list, # run folders of A and of B (one per seed; they need not be paired)
+             name:str,                 # the evaluation set
+             seed:int=0,               # seed of deepsig's bootstrap
+             confidence:float=0.95,    # confidence level of the test
+             num_comparisons:int=1,    # tests in the table (Bonferroni-corrects the confidence level)
+             n_boot:int=1000,          # deepsig's bootstrap iterations
+             metric=set_metric         # metric factory (kind, classes) -> metric(y, pred)
+            )->dict:                   # aso_eps (A over B), aso_eps_rev (B over A); NaN with fewer than 2 seeds a side
+    "ASO ε_min over the per-seed scores of A and B, in both directions (`deepsig.aso`)."
+    if min(len(runs_a), len(runs_b)) < 2: return dict(aso_eps=np.nan, aso_eps_rev=np.nan)
+    from deepsig import aso
+    d, y, A = _stack_seeds(runs_a, name); _, yb, B = _stack_seeds(runs_b, name, d)
+    f = metric(d['kind'], d['classes']); sa, sb = f(y, A), f(yb, B)
+    kw = dict(confidence_level=confidence, num_comparisons=num_comparisons, num_bootstrap_iterations=n_boot, seed=seed, show_progress=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Division by zero')   # deepsig's note when the two score sets do not overlap
+        return dict(aso_eps=float(aso(sa, sb, **kw)), aso_eps_rev=float(aso(sb, sa, **kw)))
+
 # %% ../nbs/13_study.ipynb #aaa36a16
 def _cfg_name(run_name:str, prefix:str)->str:
     "The configuration of a run named `<prefix>-<config>-s<seed>`."
@@ -180,24 +220,32 @@ def _study_metrics(df:pd.DataFrame, sets:list)->list:
     return metrics + [f'{s}.threshold_gain' for s in sets if f'{s}.threshold_gain' in df]
 
 # %% ../nbs/13_study.ipynb #9d5b41f1
-def _study_diffs(df:pd.DataFrame, pairs:list, sets:list, n_boot:int)->pd.DataFrame:
-    "`seed_paired_bootstrap` of each pair (a, b) of configurations over their common seeds, on every set both have."
+def _study_diffs(df:pd.DataFrame, pairs:list, sets:list, n_boot:int, aso_boot:int=1000)->pd.DataFrame:
+    "Per pair (a, b) and set both have: `seed_paired_bootstrap` over common seeds, Holm over the table, ASO over seeds (unless `aso_boot=0`)."
     runs = {c: sorted(g.itertuples(), key=lambda r: r.seed) for c, g in df.groupby('config')}
     has = lambda c, s: all(s in (r.sets or ()) for r in runs[c])
-    rows = []
+    todo = []
     for a, b in pairs:
         if a not in runs or b not in runs: continue
         common = sorted({r.seed for r in runs[a]} & {r.seed for r in runs[b]})
         pa = [r.path for r in runs[a] if r.seed in common]; pb = [r.path for r in runs[b] if r.seed in common]
-        rows += [dict(a=a, b=b, **seed_paired_bootstrap(pa, pb, s, n_boot=n_boot)) for s in sets if has(a, s) and has(b, s)]
-    return pd.DataFrame(rows)
+        todo += [(a, b, pa, pb, s) for s in sets if has(a, s) and has(b, s)]
+    rows = [dict(a=a, b=b, **seed_paired_bootstrap(pa, pb, s, n_boot=n_boot)) for a, b, pa, pb, s in todo]
+    out = pd.DataFrame(rows)
+    if not len(out): return out
+    out['p_holm'] = holm(out['p_value'])          # the table is the family
+    if aso_boot:
+        aso = [seed_aso(pa, pb, s, num_comparisons=len(todo), n_boot=aso_boot) for a, b, pa, pb, s in todo]
+        out['aso_eps'], out['aso_eps_rev'] = [x['aso_eps'] for x in aso], [x['aso_eps_rev'] for x in aso]
+    return out
 
 # %% ../nbs/13_study.ipynb #8dc23bc4
 def study_tables(output_dir:str|Path,  # the study's run folders
                  prefix:str='study',   # run names are `<prefix>-<config>-s<seed>`
                  sets=None,            # evaluation sets (None: every set of the runs, `aura.runs.eval_sets`)
                  n_boot:int=1000,      # bootstrap resamples of the paired differences
-                 pairs=None            # (a, b) configurations to compare (None: each vs single_task, and masked vs paired)
+                 pairs=None,           # (a, b) configurations to compare (None: each vs single_task, and masked vs paired)
+                 aso_boot:int=1000     # deepsig's bootstrap iterations for ASO over seeds (0: no ASO)
                 )->dict:               # runs, summary, attribution (None without the 2×2), diffs
     "Summary (mean ± std per configuration), attribution, and seed-paired bootstrap differences of a finished study."
     df = _study_runs(output_dir, prefix)
@@ -206,7 +254,7 @@ def study_tables(output_dir:str|Path,  # the study's run folders
     cfgs = list(dict.fromkeys(df['config']))
     if pairs is None: pairs = [(c, 'single_task') for c in cfgs if c != 'single_task'] + [('masked', 'paired')]
     at = attribution(df, f'{sets[0]}.macro_f1', prefix=prefix) if set(CELLS.values()) <= set(cfgs) else None
-    return dict(runs=df, summary=summary, attribution=at, diffs=_study_diffs(df, pairs, sets, n_boot))
+    return dict(runs=df, summary=summary, attribution=at, diffs=_study_diffs(df, pairs, sets, n_boot, aso_boot))
 
 # %% ../nbs/13_study.ipynb #b9a2ee5a
 def _scenario_row(name:str, d, sets:list)->dict:
@@ -260,10 +308,11 @@ def run_scenarios(scenarios:dict,       # scenario name -> its run's parameters 
                   output_dir:str|Path,  # where the run folders go
                   notebook:str|Path,    # the experiment notebook
                   prefix:str='scenario', # run-name prefix
+                  shard:str|None='',    # 'i/n': only shard i of n of the scenarios (`shard_grid`)
                   **common              # parameters shared by every run
-                 )->dict:               # scenario name -> run folder
+                 )->dict:               # scenario name -> run folder (of every scenario; a shard runs only its own)
     "Run (or reuse, when finished) one experiment per named scenario through papermill."
     slug = lambda name: re.sub(r'[^\w.-]+', '_', name)
     grid = [{**common, 'run_name': f'{prefix}-{slug(name)}', **p} for name, p in scenarios.items()]
-    run_grid(grid, output_dir, notebook)
+    run_grid(grid, output_dir, notebook, shard=shard)
     return {name: Path(output_dir)/g['run_name'] for name, g in zip(scenarios, grid)}

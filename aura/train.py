@@ -23,9 +23,9 @@ from .losses import make_loss, class_counts, WEIGHTINGS, FixedWeighting, Kendall
 from .model import param_groups, save_model, load_model
 
 # %% auto #0
-__all__ = ['SCHEDULERS', 'VAL_SETS', 'FEEDS', 'WARMUP', 'monitors', 'TrainConfig', 'make_optimizer', 'make_scheduler',
+__all__ = ['SCHEDULERS', 'VAL_SETS', 'FEEDS', 'TRACKERS', 'WARMUP', 'monitors', 'TrainConfig', 'make_optimizer', 'make_scheduler',
            'TrainModule', 'validation_set', 'validate', 'save_checkpoint', 'UnsafeCheckpointError', 'load_checkpoint',
-           'Trainer', 'NonFiniteLossError']
+           'Trainer', 'NonFiniteLossError', 'tracker_config']
 
 # %% ../nbs/05_train.ipynb #e73b83e9
 SCHEDULERS = ('onecycle', 'linear', 'cosine', 'constant')
@@ -66,6 +66,18 @@ def _check_rest(c:dict): # field -> value
         except ValueError as e: raise ValueError(f"fixed_weights={c['fixed_weights']!r}: {e}") from None
     if c['patience'] < 0 or c['save_every'] < 0 or c['max_steps'] < 0: raise ValueError("patience, save_every and max_steps must be >= 0")
 
+# %% ../nbs/05_train.ipynb #fb135c2f
+TRACKERS = {'tensorboard': ('tensorboard', 'tensorboardX'), 'wandb': ('wandb',), 'mlflow': ('mlflow',)}   # name -> packages, any one will do
+
+def _check_tracker(log_with:str # '' (no tracking) or a key of `TRACKERS`
+                  ):
+    "A known tracker whose package is installed; else an error naming `log_with` and what to install."
+    import importlib.util
+    if not log_with: return
+    if log_with not in TRACKERS: raise ValueError(f"log_with={log_with!r}: expected '' or one of {tuple(TRACKERS)}{hint(log_with, TRACKERS)}")
+    if not any(importlib.util.find_spec(p) for p in TRACKERS[log_with]):
+        raise ImportError(f"log_with={log_with!r} needs the {TRACKERS[log_with][0]} package, which is not installed: pip install {TRACKERS[log_with][0]}")
+
 # %% ../nbs/05_train.ipynb #c6843496
 @dataclass
 class TrainConfig:
@@ -96,6 +108,7 @@ class TrainConfig:
     save_every: int = 200           # optimizer steps between resumable checkpoints (0: only at epoch end)
     max_steps: int = 0              # stop after this many optimizer steps (0: no limit; for smoke tests)
     feed: str = 'pred'              # two-step heads at training time: 'pred' (own prediction) or 'gold' (teacher forcing)
+    log_with: str = ''              # '' or a tracker of `TRACKERS`: 'tensorboard' (event files in run_dir/logs), 'wandb', 'mlflow'
     tasks: TaskTable|str = 'tox_emo' # the task table, or a built-in name / task file (`aura.tasks.load_tasks`)
 
     def __post_init__(self):
@@ -103,6 +116,7 @@ class TrainConfig:
         self.tasks = load_tasks(self.tasks)
         self.monitor = self.monitor or f'val_{self.tasks.main}_f1'
         for check in (_check_numbers, _check_choices, _check_rest): check(vars(self))
+        _check_tracker(self.log_with)
 
 # %% ../nbs/05_train.ipynb #9454d93d
 @patch(as_prop=True)
@@ -250,13 +264,15 @@ def load_checkpoint(path:str|Path # a file written by `save_checkpoint`
     except Exception as e: raise RuntimeError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
 
 # %% ../nbs/05_train.ipynb #cf5dbc36
-def _accelerator(cfg:TrainConfig, mixed_precision:str|None=None)->Accelerator:
-    "A fresh Accelerator for `cfg`: its device, precision (`mixed_precision` overrides it) and gradient accumulation."
+def _accelerator(cfg:TrainConfig, mixed_precision:str|None=None, run_dir:Path|None=None)->Accelerator:
+    "A fresh Accelerator for `cfg`: its device, precision (`mixed_precision` overrides it), gradient accumulation and tracker (logging into `run_dir/logs`)."
+    from accelerate.utils import ProjectConfiguration
     AcceleratorState._reset_state(reset_partial_state=False); GradientState._reset_state()
     dev = get_device(cfg.device)
     # find_unused_parameters: a task absent from a batch leaves its Kendall log-variance out of the graph
     mp = auto_precision(cfg.precision, dev) if mixed_precision is None else mixed_precision
-    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
+    track = dict(log_with=cfg.log_with, project_config=ProjectConfiguration(str(run_dir), logging_dir=str(Path(run_dir)/'logs'))) if cfg.log_with and run_dir else {}
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum, **track,
                        cpu=dev.type == 'cpu', kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 # %% ../nbs/05_train.ipynb #6fa2cd25
@@ -305,7 +321,7 @@ class Trainer:
         self.cfg = cfg or TrainConfig(); self.tokenizer, self.quiet = tokenizer, quiet
         self.run_dir = Path(run_dir) if run_dir is not None else Path(__import__('tempfile').mkdtemp(prefix='aura-'))
         set_seed(self.cfg.seed)
-        self.acc = _accelerator(self.cfg)
+        self.acc = _accelerator(self.cfg, run_dir=self.run_dir)
         self.pad_id = tokenizer.pad_token_id
         self.train_ds, self.val_ds = train_ds, val_ds
         loss = _train_loss(self.cfg, train_ds)
@@ -398,6 +414,33 @@ def _check_weights(self:Trainer, rec:dict):
             raise NonFiniteLossError(f"task weight of {t!r} became {w} at optimizer step {self.state['step']} ({why}); "
                                      f"the last good checkpoint is {self.ckpt_path}")
 
+# %% ../nbs/05_train.ipynb #7b06d73b
+def tracker_config(cfg:TrainConfig # the run's configuration
+                  )->dict:         # field -> int, float, bool or str
+    "The configuration as a tracker's hyper-parameters take it."
+    import json
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = v.name if isinstance(v, TaskTable) else json.dumps(v) if isinstance(v, (dict, list, tuple)) else 'None' if v is None else v
+    return out
+
+@patch
+def _track(self:Trainer, rec:dict, kind:str # 'step' or 'epoch'
+          ):
+    "Send the numbers of one step's or epoch's record to the tracker (if any), at the record's optimizer step."
+    if not self.cfg.log_with: return
+    self.acc.log({f'{kind}/{k}': float(v) for k, v in rec.items() if k not in ('step', 'epoch') and isinstance(v, (int, float)) and not isinstance(v, bool)},
+                 step=rec['step'])
+
+@patch
+def end_tracking(self:Trainer, final:dict|None=None # name -> number: the final metrics, logged at the last step
+                ):
+    "Log the final metrics and close the tracker (a no-op without one)."
+    if not self.cfg.log_with: return
+    if final: self.acc.log({f'final/{k}': float(v) for k, v in final.items()}, step=self.state['step'])
+    self.acc.end_training()
+
 # %% ../nbs/05_train.ipynb #a98b82ae
 @patch
 def _log_step(self:Trainer, total, parts:dict,
@@ -415,7 +458,7 @@ def _log_step(self:Trainer, total, parts:dict,
     if lrs is None: lrs = [g['lr'] for g in self.opt.param_groups]
     for g, lr in zip(self.opt.param_groups, lrs): rec[f"lr_{g.get('name', 'group')}"] = lr
     if skipped is not None: rec.update(loss_scale=self.acc.scaler.get_scale(), skipped=skipped)
-    self.steps.append(rec)
+    self.steps.append(rec); self._track(rec, 'step')
 
 # %% ../nbs/05_train.ipynb #7feda16c
 @patch
@@ -534,7 +577,7 @@ def _end_epoch(self:Trainer)->bool: # whether training should stop
     m = validate(self.unwrapped, self.val_ds, self.cfg, self.pad_id, self.acc.device)
     ws = self.loss.weighting.weights()
     rec = {'epoch': self.state['epoch'], 'step': self.state['step'], **m, **{f'weight_{k}': v for k, v in ws.items()}}
-    rec['best'] = self._keep_best(m[self.cfg.monitor]); self.epochs.append(rec)
+    rec['best'] = self._keep_best(m[self.cfg.monitor]); self.epochs.append(rec); self._track(rec, 'epoch')
     self.next_epoch()
     self.state['done'] = self._should_stop()
     self._save()
@@ -571,6 +614,7 @@ def fit(self:Trainer, resume:bool=True # continue from `run_dir/checkpoint.pt` i
         )->Trainer:                    # itself, holding the best epoch's weights
     "Train until the epochs run out or early stopping triggers, then load the best weights back."
     if resume: self.resume()
+    if self.cfg.log_with: self.acc.init_trackers('aura', config=tracker_config(self.cfg), init_kwargs={'wandb': {'name': self.run_dir.name}, 'mlflow': {'run_name': self.run_dir.name}})
     self.t_start = time.time()
     total = _total_steps(self.steps_per_epoch, self.cfg)
     show = not self.quiet and self.acc.is_main_process
