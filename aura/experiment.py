@@ -18,7 +18,7 @@ from .sources import load_table, data_root, labelled, read_rows, resolve_path, A
 from .data import load_report, load_tier_csv
 from .collate import PARADIGMS, resolve_paradigm, apply_label_policy, tokenize_dataset
 from .model import build_model, load_tokenizer, check_backbone, freeze, FREEZE, load_model, BackboneNotFoundError, ModelConfig, n_params, heads_of, parse_order, WEIGHT_FILES, backbone_info
-from .train import Trainer, TrainConfig, validation_set, monitors, SCHEDULERS, VAL_SETS
+from .train import Trainer, TrainConfig, validation_set, monitors, SCHEDULERS, VAL_SETS, feature_cache
 from .evaluate import predict, task_metrics
 from .results import score_predictions, save_predictions, save_metrics, probs, headline
 
@@ -67,7 +67,7 @@ class ExperimentConfig:
     gamma: float|dict|None = None; alpha: float|dict|str|None = None; oversample: dict|None = None; threshold: float|dict|None = None
     weighting: str = 'kendall'; fixed_weights: dict|None = None
     pooling: str = 'cls'; head_hidden: int = 0; dropout: float = 0.1
-    freeze: str = 'none'; freeze_layers: int = 0
+    freeze: str = 'none'; freeze_layers: int = 0; cache_features: bool = True
     head_mode: str = 'joint'; order: str = ''; feed: str = 'pred'; log_with: str = ''
     group_by_length: bool = True; task_sampling: str = 'cycle'; temperature: float = 2.0
     threshold_policy: str = 'fixed'
@@ -480,6 +480,9 @@ def train_run(cfg:ExperimentConfig, # the experiment
     model = build_model(cfg.backbone, pooling=cfg.pooling, head_hidden=cfg.head_hidden, dropout=cfg.dropout, tasks=table,
                         head_mode=cfg.head_mode, order=experiment_order(cfg, table), revision=cfg.backbone_revision)
     freeze(model, cfg.freeze, cfg.freeze_layers)
+    if cfg.freeze == 'encoder' and cfg.cache_features:   # the frozen encoder runs once over every text; the heads train on its features
+        model.feature_cache = feature_cache(model, [data['train'], data['val'], *data['val_by_task'].values(), *data['eval'].values()],
+                                            tokenizer.pad_token_id, auto_precision(cfg.precision, cfg.device))
     tr = Trainer(model, tokenizer, data['train'], data['val'], cfg.train_config(table), run_dir=run_dir, quiet=quiet).fit()
     steps, epochs = tr.history()
     atomic_write(run_dir/'history.csv', steps.to_csv(index=False)); atomic_write(run_dir/'epochs.csv', epochs.to_csv(index=False))

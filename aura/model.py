@@ -216,11 +216,14 @@ def embed(self:MultiTaskModel,
           token_type_ids:Tensor|None=None,   # (B, T) segment ids, passed on only when given
           normalize:bool=False # L2-normalise (for cosine similarity)
          )->Tensor:            # (B, hidden) pooled sentence embeddings
-    "Pooled sentence embeddings from the shared encoder."
+    "Pooled sentence embeddings from the shared encoder (or, when `feature_cache` is set, looked up in it)."
     if attention_mask is None: attention_mask = torch.ones_like(input_ids)
-    kw = {} if token_type_ids is None else {'token_type_ids': token_type_ids}
-    h = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
-    z = pool(h, attention_mask, self.cfg.pooling)
+    cache = getattr(self, 'feature_cache', None)   # `aura.train.FeatureCache`: a frozen encoder's features, computed once
+    if cache is not None: z = cache.lookup(input_ids, attention_mask)
+    else:
+        kw = {} if token_type_ids is None else {'token_type_ids': token_type_ids}
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        z = pool(h, attention_mask, self.cfg.pooling)
     return F.normalize(z, dim=-1) if normalize else z
 
 # %% ../nbs/04_model.ipynb #7f0607d6
@@ -378,6 +381,15 @@ def freeze(model:MultiTaskModel, # the model (changed in place)
     for m in _to_freeze(model, what, n_layers, heads):
         for p in m.parameters(): p.requires_grad_(False)
     return model
+
+# %% ../nbs/04_model.ipynb #7a3b1094
+@patch
+def train(self:MultiTaskModel, mode:bool=True # training mode (False: eval)
+         )->MultiTaskModel:                   # itself
+    "Training mode for the heads; a fully frozen encoder stays in eval mode (no dropout), as its cached features are computed."
+    nn.Module.train(self, mode)
+    if mode and not any(p.requires_grad for p in self.encoder.parameters()): self.encoder.eval()
+    return self
 
 # %% ../nbs/04_model.ipynb #1e76e96d
 def _empty_groups(lr_encoder:float, lr_heads:float, lr_loss:float|None, weight_decay:float)->dict:

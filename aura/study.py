@@ -16,8 +16,8 @@ from .runs import load_runs, summarise, eval_sets, set_predictions, set_metric, 
 
 # %% auto #0
 __all__ = ['CELLS', 'VARIANTS', 'check_run_params', 'study_grid', 'parse_shard', 'shard_grid', 'run_grid', 'attribution',
-           'class_f1', 'seed_bootstrap', 'seed_paired_bootstrap', 'seed_aso', 'study_tables', 'scenario_table',
-           'plot_tradeoff', 'run_scenarios']
+           'class_f1', 'seed_bootstrap', 'seed_paired_bootstrap', 'seed_aso', 'study_tables', 'plot_seeds',
+           'plot_diffs', 'scenario_table', 'plot_tradeoff', 'run_scenarios']
 
 # %% ../nbs/13_study.ipynb #49466240
 CELLS = {('mask', 'interleaved'): 'masked', ('mask', 'mixed'): 'masked_mixed',
@@ -255,6 +255,50 @@ def study_tables(output_dir:str|Path,  # the study's run folders
     if pairs is None: pairs = [(c, 'single_task') for c in cfgs if c != 'single_task'] + [('masked', 'paired')]
     at = attribution(df, f'{sets[0]}.macro_f1', prefix=prefix) if set(CELLS.values()) <= set(cfgs) else None
     return dict(runs=df, summary=summary, attribution=at, diffs=_study_diffs(df, pairs, sets, n_boot, aso_boot))
+
+# %% ../nbs/13_study.ipynb #286b0495
+def _config_runs(tables:dict)->dict:
+    "configuration -> its runs (rows of `tables['runs']`) sorted by seed, in the runs' order."
+    df = tables['runs']
+    return {c: df[df.config == c].sort_values('seed') for c in dict.fromkeys(df['config'])}
+
+def plot_seeds(tables:dict,     # `study_tables` output
+               sets=None,       # evaluation sets, one panel each (None: every set of the runs)
+               order=None,      # configurations, top to bottom (None: the runs' order)
+               n_boot:int=1000, # bootstrap resamples of each interval
+               title:str='macro-F1 by configuration: each seed a dot, the mean a diamond, its 95% interval a bar'):
+    "Per evaluation set, every configuration's macro-F1 per seed, its mean and the mean's 95% interval over the test items."
+    import matplotlib.pyplot as plt
+    runs = _config_runs(tables); sets = list(sets or eval_sets(tables['runs'])); order = list(order or runs)[::-1]
+    fig, axs = plt.subplots(1, len(sets), figsize=(2.8 * len(sets) + 2, .42 * len(order) + 1.6), sharey=True, squeeze=False); axs = axs[0]
+    for ax, s in zip(axs, sets):
+        for y, c in enumerate(order):
+            g = runs[c][runs[c][f'{s}.macro_f1'].notna()] if f'{s}.macro_f1' in runs[c] else runs[c].iloc[:0]
+            if g.empty: continue                                  # e.g. a single-task run has no emotion set
+            b = seed_bootstrap([Path(p) for p in g['path']], s, n_boot=n_boot)
+            ax.plot([b['lo'], b['hi']], [y, y], color='C0', lw=2.5, alpha=.5, zorder=2)
+            ax.scatter(g[f'{s}.macro_f1'], y + np.linspace(-.15, .15, len(g)), s=14, color='k', zorder=3)
+            ax.scatter([b['value']], [y], marker='D', s=36, color='C3', zorder=4)
+        ax.set(title=s, xlabel='macro-F1'); ax.grid(axis='x', alpha=.3)
+    axs[0].set_yticks(range(len(order)), order); fig.suptitle(title, fontsize=10); fig.tight_layout()
+    return fig
+
+# %% ../nbs/13_study.ipynb #e79793a3
+def plot_diffs(diffs:pd.DataFrame, # `study_tables(...)['diffs']`: a, b, set, diff, lo, hi (and p_holm)
+               alpha:float=0.05,   # the family-wise level a Holm-adjusted p-value is held to
+               title:str='paired differences A − B (seed-averaged, 95% paired-bootstrap interval)'):
+    "Forest plot of paired differences: filled where the Holm-adjusted p-value is below `alpha`, hollow where not."
+    import matplotlib.pyplot as plt
+    d = diffs.reset_index(drop=True); y = np.arange(len(d))[::-1]
+    sig = (d['p_holm'] < alpha).to_numpy() if 'p_holm' in d else np.zeros(len(d), bool)
+    fig, ax = plt.subplots(figsize=(7.5, .3 * len(d) + 1.5))
+    ax.hlines(y, d['lo'], d['hi'], color='C0', lw=1.5)
+    ax.scatter(d['diff'][sig], y[sig], color='C3', zorder=3, label=f'Holm-adjusted p < {alpha}')
+    ax.scatter(d['diff'][~sig], y[~sig], facecolor='white', edgecolor='C0', zorder=3, label=f'Holm-adjusted p ≥ {alpha}')
+    ax.axvline(0, color='k', lw=.8); ax.grid(axis='x', alpha=.3)
+    ax.set_yticks(y, [f'{a} − {b} · {s}' for a, b, s in zip(d['a'], d['b'], d['set'])], fontsize=8)
+    ax.set(xlabel='difference in macro-F1', title=title); ax.legend(fontsize=8); fig.tight_layout()
+    return fig
 
 # %% ../nbs/13_study.ipynb #b9a2ee5a
 def _scenario_row(name:str, d, sets:list)->dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #a7abb467
 from __future__ import annotations
-import sys, math, time, random, dataclasses
+import os, sys, math, time, random, hashlib, dataclasses
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -25,7 +25,7 @@ from .model import param_groups, save_model, load_model
 # %% auto #0
 __all__ = ['SCHEDULERS', 'VAL_SETS', 'FEEDS', 'TRACKERS', 'WARMUP', 'monitors', 'TrainConfig', 'make_optimizer', 'make_scheduler',
            'TrainModule', 'validation_set', 'validate', 'save_checkpoint', 'UnsafeCheckpointError', 'load_checkpoint',
-           'Trainer', 'NonFiniteLossError', 'tracker_config']
+           'FeatureCache', 'feature_cache', 'Trainer', 'NonFiniteLossError', 'tracker_config']
 
 # %% ../nbs/05_train.ipynb #e73b83e9
 SCHEDULERS = ('onecycle', 'linear', 'cosine', 'constant')
@@ -263,6 +263,62 @@ def load_checkpoint(path:str|Path # a file written by `save_checkpoint`
                                     f"could run code. If you wrote it with an older aura, delete it to restart the run from scratch.") from None
     except Exception as e: raise RuntimeError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
 
+# %% ../nbs/05_train.ipynb #cfe3133b
+def _row_key(ids # one text's token ids, without padding
+            )->bytes:
+    "A text's key in a `FeatureCache`: its token ids as int64 bytes."
+    return np.asarray(ids, dtype=np.int64).tobytes()
+
+class FeatureCache:
+    "What a frozen encoder computes for each text, computed once: pooled features looked up by the text's token ids."
+    def __init__(self, keys:list,            # `_row_key` of each text
+                 features:torch.Tensor):     # (N, hidden): row i holds the features of keys[i]
+        if len(keys) != len(features): raise ValueError(f"{len(keys)} keys but {len(features)} feature rows")
+        self.index, self.features = {k: i for i, k in enumerate(keys)}, features
+    def __len__(self): return len(self.index)
+    def lookup(self, input_ids:torch.Tensor,      # (B, T) padded token ids
+               attention_mask:torch.Tensor        # (B, T) 1 for real tokens
+              )->torch.Tensor:                    # (B, hidden) on the device of `input_ids`
+        "The features of a padded batch; a text that is not in the cache is an error naming its position."
+        ids, mask = input_ids.cpu().numpy(), attention_mask.cpu().numpy().astype(bool)
+        rows = [self.index.get(_row_key(r[m])) for r, m in zip(ids, mask)]
+        if None in rows: raise KeyError(f"batch row {rows.index(None)} is a text that is not in the feature cache ({len(self)} texts)")
+        return self.features[rows].to(input_ids.device)
+
+# %% ../nbs/05_train.ipynb #aa0d2d36
+class _Embedder(nn.Module):
+    "A model's pooled features, shaped as `predict` reads a model's output."
+    def __init__(self, model): super().__init__(); self.model = model
+    def forward(self, input_ids, attention_mask=None, **kw): return {'z_logits': self.model.embed(input_ids, attention_mask)}
+
+def _encoder_digest(model)->str:
+    "sha256 of the encoder's weights and the pooling: what the features depend on besides the texts."
+    h = hashlib.sha256(model.cfg.pooling.encode())
+    for k, v in sorted(model.encoder.state_dict().items()): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+def feature_cache(model,               # a `MultiTaskModel` whose encoder is frozen
+                  datasets:list,       # tokenized splits (an `input_ids` column): every text the run will see
+                  pad_token_id:int=0,  # the tokenizer's pad id
+                  precision:str='no',  # forward precision ('no': fp32; see `predict`)
+                  cache_dir=None       # folder of the on-disk cache (None: $AURA_CACHE/features or ~/.cache/aura/features; False: none)
+                 )->FeatureCache:      # the features of every distinct text
+    "Run the encoder once, in eval mode, over every distinct text of `datasets`; cached on disk by weights, pooling and texts."
+    from safetensors.torch import load_file, save
+    keys, ids, seen = [], [], set()
+    for ds in datasets:
+        for r in list(ds['input_ids']):
+            k = _row_key(r)
+            if k not in seen: seen.add(k); keys.append(k); ids.append(list(r))
+    name = hashlib.sha256(_encoder_digest(model).encode() + b''.join(hashlib.sha256(k).digest() for k in keys)).hexdigest()[:32]
+    folder = None if cache_dir is False else Path(cache_dir or Path(os.environ.get('AURA_CACHE', '~/.cache/aura')).expanduser()/'features')
+    f = folder/f'{name}.safetensors' if folder else None
+    if f is not None and f.is_file(): return FeatureCache(keys, load_file(f)['features'])
+    e = _Embedder(model).train(model.training)   # `predict` puts it back in this mode afterwards
+    z = torch.from_numpy(predict(e, {'input_ids': ids}, pad_token_id=pad_token_id, precision=precision)['z_logits'])
+    if f is not None: folder.mkdir(parents=True, exist_ok=True); atomic_write(f, save({'features': z}))
+    return FeatureCache(keys, z)
+
 # %% ../nbs/05_train.ipynb #cf5dbc36
 def _accelerator(cfg:TrainConfig, mixed_precision:str|None=None, run_dir:Path|None=None)->Accelerator:
     "A fresh Accelerator for `cfg`: its device, precision (`mixed_precision` overrides it), gradient accumulation and tracker (logging into `run_dir/logs`)."
@@ -331,6 +387,7 @@ class Trainer:
         self.oversampling = dl.oversampling   # what oversampling did, per task (empty when off)
         self.module, self.opt, self.dl = self.acc.prepare(self.module, self.opt, dl)
         self.unwrapped = self.acc.unwrap_model(self.module)
+        self.trainable = [p for p in self.module.parameters() if p.requires_grad]   # what clipping visits (a frozen encoder has no gradients)
         self.steps_per_epoch = math.ceil(len(self.dl) / self.cfg.grad_accum)
         self.sched = make_scheduler(self.opt, self.cfg, _total_steps(self.steps_per_epoch, self.cfg))
         self.state = dict(epoch=0, batch=0, step=0, best=None, best_epoch=None, bad_epochs=0, done=False)
@@ -496,7 +553,7 @@ def _micro_step(self:Trainer, b:dict, # a batch of the training loader
         total, parts = self.module(b)
         self._check_finite(total, parts); micro.append((total.detach(), parts))
         self.acc.backward(total)
-        if self.acc.sync_gradients and self.cfg.max_grad_norm: self.acc.clip_grad_norm_(self.module.parameters(), self.cfg.max_grad_norm)
+        if self.acc.sync_gradients and self.cfg.max_grad_norm: self.acc.clip_grad_norm_(self.trainable, self.cfg.max_grad_norm)
         scale = self.acc.scaler.get_scale() if self.acc.scaler is not None and self.acc.sync_gradients else None
         self.opt.step(); self.opt.zero_grad(set_to_none=True)
     return scale
