@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn
 import datasets
-from .core import shared_data_dir, save_json, env_info, set_seed
+from .core import shared_data_dir, save_json, env_info, set_seed, cpu_info
 from .tasks import TaskTable, load_tasks
 from .collate import tokenize_dataset
 from .model import build_model, load_tokenizer, freeze
@@ -17,11 +17,12 @@ from .train import Trainer, TrainConfig, feature_cache
 from .evaluate import predict
 
 # %% auto #0
-__all__ = ['OP_GROUPS', 'TARGETS', 'peak_rss_mb', 'StepClock', 'window_rates', 'matmul_flops', 'non_embedding_params',
-           'train_mfu', 'ref_loss', 'pad128', 'bench_fixed_pad_train', 'aura_trainer', 'run_steps', 'bench_aura_train',
-           'bench_frozen_cache', 'HFWrap', 'bench_hf_train', 'predict_fixed_pad', 'hf_predictor', 'bench_eval',
-           'bench_data_prep', 'bench_epochs', 'step_breakdown', 'check_targets', 'load_bench_data', 'run_bench',
-           'format_table', 'plot_bench', 'parse_args', 'main', 'profile_train']
+__all__ = ['OP_GROUPS', 'TARGETS', 'BF16_FLAGS', 'peak_rss_mb', 'StepClock', 'window_rates', 'matmul_flops',
+           'non_embedding_params', 'train_mfu', 'ref_loss', 'pad128', 'bench_fixed_pad_train', 'aura_trainer',
+           'run_steps', 'bench_aura_train', 'bench_frozen_cache', 'HFWrap', 'bench_hf_train', 'predict_fixed_pad',
+           'hf_predictor', 'bench_eval', 'bench_data_prep', 'bench_epochs', 'step_breakdown', 'check_targets',
+           'load_bench_data', 'native_bf16', 'run_bench', 'format_table', 'plot_bench', 'parse_args', 'main',
+           'profile_train']
 
 # %% ../nbs/11_bench.ipynb #410982ed
 def peak_rss_mb()->float: # MiB
@@ -546,6 +547,15 @@ def _yardsticks(bf16:bool, say, rss:dict, n:int=2048)->tuple:
     if bf16: say(f'matmul bf16: {flops16/1e9:.1f} GFLOP/s')
     return flops, flops16
 
+# %% ../nbs/11_bench.ipynb #e5f891c4
+BF16_FLAGS = ('avx512_bf16', 'amx_bf16', 'bf16')   # x86: AVX-512 BF16, AMX; ARM: FEAT_BF16
+
+def native_bf16(ext=None # vector extensions (default: this CPU's, `aura.core.cpu_info`)
+               )->bool:  # whether bf16 arithmetic is native
+    "Whether the CPU computes bf16 natively (else torch emulates it, slower than fp32)."
+    ext = cpu_info()['vector_extensions'] if ext is None else ext
+    return bool(set(ext or ()) & set(BF16_FLAGS))
+
 # %% ../nbs/11_bench.ipynb #e64a5302
 def _train_pool(train:datasets.Dataset, train_tok:datasets.Dataset, n:int, seed:int)->tuple:
     "The same `n` random training rows, raw and tokenized: what every training contender's steps go through once."
@@ -701,7 +711,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
               tasks:TaskTable|str='tox_emo', # the task table: training rows, heads, loss, evaluation sets
               data_dir='auto',           # 'auto': `shared_data_dir()` else bundled samples; None: bundled samples
               threads:int|None=None,     # torch intra-op threads (None: torch's default, one per core)
-              bf16:bool=True,            # also measure bf16 autocast: aura and HF Trainer training, both prediction paths
+              bf16:bool|str='auto',      # also measure bf16 autocast (aura and HF Trainer training, both prediction paths); 'auto': where the CPU has native bf16
               profile_steps:int=20,      # aura steps profiled for the time breakdown (0: skip)
               per_set:bool=True,         # also time prediction on each evaluation set alone (up to `eval_rows` rows of each, fp32)
               seed:int=0,                # every random choice: rows, their order, the model's initial heads
@@ -709,6 +719,10 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
              )->dict:                    # ratios, targets, rates by contender, raw records, settings, environment
     "Run every measurement in one process; return the results with ratios, targets, settings and environment."
     t_all = time.perf_counter(); say = log or (lambda *a: None); rss = {}
+    bf16_note = 'measured' if bf16 is True else 'not asked for' if not bf16 else None
+    if bf16 == 'auto':
+        bf16 = native_bf16(); bf16_note = 'measured (native bf16)' if bf16 else 'skipped: this CPU has no native bf16, so bf16 autocast is emulated and slower than fp32'
+        if not bf16: say(f'bf16 rows {bf16_note}')
     if threads: torch.set_num_threads(threads)
     load0, table = os.getloadavg(), load_tasks(tasks)
     d = _bench_inputs(table, data_dir, backbone, prep_rows, eval_rows, seed, say); tok, train_tok = d['tok'], d['train_tok']
@@ -729,7 +743,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
     res['targets'] = check_targets(res)
     res['settings'] = _settings(d['src'], table, len(d['train']), len(d['ev_tok']), len(p_raw), backbone, rows, max_epoch_steps,
                                 contenders['hf_trainer'].get('optim'), load0, t_all, bs, warmup, steps, repeats)
-    res['env'] = env_info(device='cpu')
+    res['env'] = env_info(device='cpu'); res['bf16_rows'] = bf16_note
     return res
 
 # %% ../nbs/11_bench.ipynb #89c5d3bf
@@ -851,7 +865,7 @@ def parse_args(argv:list|None=None   # command-line words (None: `sys.argv[1:]`)
     p.add_argument('--max-epoch-steps', type=int, default=64, help='time at most this many steps of an epoch and extrapolate (0: full epochs)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default, one per core)')
     p.add_argument('--out', default='outputs/bench/latest.json', help='JSON results (plots go next to it)')
-    p.add_argument('--no-bf16', action='store_true', help='skip the bf16-autocast measurements')
+    p.add_argument('--no-bf16', action='store_true', help='skip the bf16-autocast measurements (default: measured where the CPU has native bf16)')
     p.add_argument('--no-per-set', action='store_true', help='skip the per-evaluation-set prediction timings')
     p.add_argument('--profile-steps', type=int, default=20, help='aura steps profiled for the step-time breakdown (0: skip)')
     p.add_argument('--quick', action='store_true', help='a fast smoke run: few steps, small sizes')
@@ -861,7 +875,7 @@ def parse_args(argv:list|None=None   # command-line words (None: `sys.argv[1:]`)
 def _run_kwargs(a:argparse.Namespace)->dict:
     "`run_bench` keywords from the command line's options; `--quick` shrinks every size for a smoke run."
     kw = dict(rows=tuple(a.rows), repeats=a.repeats, steps=a.steps, warmup=a.warmup, bs=a.bs, eval_rows=a.eval_rows,
-              max_epoch_steps=a.max_epoch_steps or None, threads=a.threads or None, bf16=not a.no_bf16, profile_steps=a.profile_steps,
+              max_epoch_steps=a.max_epoch_steps or None, threads=a.threads or None, bf16='auto' if not a.no_bf16 else False, profile_steps=a.profile_steps,
               per_set=not a.no_per_set, tasks=a.tasks)
     if a.quick: kw.update(rows=(64, 256), repeats=2, steps=2, warmup=1, eval_rows=32, prep_rows=2000, max_epoch_steps=4, profile_steps=min(a.profile_steps, 3))
     return kw
