@@ -286,7 +286,7 @@ def plot_seeds(tables:dict,     # `study_tables` output
 # %% ../nbs/13_study.ipynb #e79793a3
 def plot_diffs(diffs:pd.DataFrame, # `study_tables(...)['diffs']`: a, b, set, diff, lo, hi (and p_holm)
                alpha:float=0.05,   # the family-wise level a Holm-adjusted p-value is held to
-               title:str='paired differences A − B (seed-averaged, 95% paired-bootstrap interval)'):
+               title:str='paired differences A − B\n(seed-averaged, with the 95% paired-bootstrap interval)'):
     "Forest plot of paired differences: filled where the Holm-adjusted p-value is below `alpha`, hollow where not."
     import matplotlib.pyplot as plt
     d = diffs.reset_index(drop=True); y = np.arange(len(d))[::-1]
