@@ -238,6 +238,13 @@ def bench_frozen_cache(model:nn.Module,          # copied twice, each frozen
     ca = bench_aura_train(m, tokenizer, train_tok, bs, warmup, 10 * steps, repeats, seed, **cfg)
     return dict(uncached=un, cached=ca, speedup=ca['samples_per_s'] / un['samples_per_s'], build_s=build, rows=len(m.feature_cache))
 
+def _frozen_phase(base, tok, p_tok, table, bs, warmup, steps, repeats, seed, say)->dict:
+    "`run_bench`'s frozen-encoder entries (`frozen_cache_speedup`, `frozen_cache`): `bench_frozen_cache` on the training pool, said."
+    fc = bench_frozen_cache(base, tok, p_tok, bs=bs, warmup=warmup, steps=steps, repeats=repeats, seed=seed, tasks=table)
+    say(f"frozen encoder: {fc['cached']['samples_per_s']:.0f} samples/s on cached features vs {fc['uncached']['samples_per_s']:.1f} "
+        f"running it ({fc['speedup']:.0f}x per epoch; the cache took {fc['build_s']:.1f} s for {fc['rows']} texts)")
+    return dict(frozen_cache_speedup=fc['speedup'], frozen_cache=fc)
+
 # %% ../nbs/11_bench.ipynb #f1c76283
 class HFWrap(nn.Module):
     "aura's model as a Hugging Face `Trainer` model: the summed masked loss (`ref_loss`) given `<task>_label` columns, else every head's logits."
@@ -556,6 +563,15 @@ def native_bf16(ext=None # vector extensions (default: this CPU's, `aura.core.cp
     ext = cpu_info()['vector_extensions'] if ext is None else ext
     return bool(set(ext or ()) & set(BF16_FLAGS))
 
+def _bf16_choice(bf16, # True, False or 'auto'
+                 say   # where the note goes when the rows are skipped
+                )->tuple: # (measure the bf16 rows, why)
+    "Whether to measure the bf16 rows: `'auto'` measures them where the CPU has native bf16."
+    if bf16 != 'auto': return bool(bf16), 'measured' if bf16 else 'not asked for'
+    if native_bf16(): return True, 'measured (native bf16)'
+    note = 'skipped: this CPU has no native bf16, so bf16 autocast is emulated and slower than fp32'; say(f'bf16 rows {note}')
+    return False, note
+
 # %% ../nbs/11_bench.ipynb #e64a5302
 def _train_pool(train:datasets.Dataset, train_tok:datasets.Dataset, n:int, seed:int)->tuple:
     "The same `n` random training rows, raw and tokenized: what every training contender's steps go through once."
@@ -719,10 +735,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
              )->dict:                    # ratios, targets, rates by contender, raw records, settings, environment
     "Run every measurement in one process; return the results with ratios, targets, settings and environment."
     t_all = time.perf_counter(); say = log or (lambda *a: None); rss = {}
-    bf16_note = 'measured' if bf16 is True else 'not asked for' if not bf16 else None
-    if bf16 == 'auto':
-        bf16 = native_bf16(); bf16_note = 'measured (native bf16)' if bf16 else 'skipped: this CPU has no native bf16, so bf16 autocast is emulated and slower than fp32'
-        if not bf16: say(f'bf16 rows {bf16_note}')
+    bf16, bf16_note = _bf16_choice(bf16, say)
     if threads: torch.set_num_threads(threads)
     load0, table = os.getloadavg(), load_tasks(tasks)
     d = _bench_inputs(table, data_dir, backbone, prep_rows, eval_rows, seed, say); tok, train_tok = d['tok'], d['train_tok']
@@ -735,10 +748,7 @@ def run_bench(rows=(1000, 4000, 16000), # training-set sizes for the epoch-cost 
     rows = [r for r in rows if r <= len(train_tok)] or [len(train_tok)]
     ep, brk = _epoch_phase(base, tok, train_tok, table, rows, bs, warmup, max_epoch_steps, profile_steps, seed, say, rss)
     res = _results(contenders, ev_res, d['prep'], ep, by_set, brk, rss, bs, bf16, n_ne, flops, flops16)
-    fc = bench_frozen_cache(base, tok, p_tok, bs=bs, warmup=warmup, steps=steps, repeats=repeats, seed=seed, tasks=table)
-    say(f"frozen encoder: {fc['cached']['samples_per_s']:.0f} samples/s on cached features vs {fc['uncached']['samples_per_s']:.1f} "
-        f"running it ({fc['speedup']:.0f}x per epoch; the cache took {fc['build_s']:.1f} s for {fc['rows']} texts)")
-    res.update(frozen_cache_speedup=fc['speedup'], frozen_cache=fc)
+    res.update(_frozen_phase(base, tok, p_tok, table, bs, warmup, steps, repeats, seed, say))
     if bf16: res['bf16'] = _bf16_results(contenders, ev_res, n_ne, flops16)
     res['targets'] = check_targets(res)
     res['settings'] = _settings(d['src'], table, len(d['train']), len(d['ev_tok']), len(p_raw), backbone, rows, max_epoch_steps,
