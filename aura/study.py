@@ -16,7 +16,7 @@ from .runs import load_runs, summarise, eval_sets, set_predictions, set_metric, 
 
 # %% auto #0
 __all__ = ['CELLS', 'VARIANTS', 'check_run_params', 'study_grid', 'parse_shard', 'shard_grid', 'run_grid', 'attribution',
-           'class_f1', 'seed_bootstrap', 'seed_paired_bootstrap', 'seed_aso', 'study_tables', 'plot_seeds',
+           'class_f1', 'seed_bootstrap', 'seed_paired_bootstrap', 'seed_aso', 'aso_table', 'study_tables', 'plot_seeds',
            'plot_diffs', 'scenario_table', 'plot_tradeoff', 'run_scenarios']
 
 # %% ../nbs/13_study.ipynb #49466240
@@ -195,6 +195,26 @@ def seed_aso(runs_a:list, runs_b:list, # run folders of A and of B (one per seed
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Division by zero')   # deepsig's note when the two score sets do not overlap
         return dict(aso_eps=float(aso(sa, sb, **kw)), aso_eps_rev=float(aso(sb, sa, **kw)))
+
+# %% ../nbs/13_study.ipynb #e0fc753a
+def aso_table(runs_df:pd.DataFrame, # `load_runs` output
+              baseline:str,          # the group every other group is compared with (a value of `by`)
+              by:str='paradigm',     # config column whose values are the groups
+              sets=None,             # evaluation sets (None: every set of the runs)
+              n_boot:int=1000        # deepsig's bootstrap iterations
+             )->pd.DataFrame:        # a, b, set, seeds_a, seeds_b, aso_eps, aso_eps_rev, note
+    "ASO over seeds of every group of runs against the baseline group, per evaluation set (Bonferroni over the table)."
+    groups = {k: [Path(p) for p in g.sort_values('seed')['path']] for k, g in runs_df.groupby(by, sort=False)}
+    if baseline not in groups: raise KeyError(f"baseline={baseline!r} is not a value of {by!r}: {list(groups)}")
+    todo = [(a, s) for a in groups if a != baseline for s in (sets or eval_sets(runs_df))
+            if all(s in (r or ()) for r in runs_df[runs_df[by].isin([a, baseline])]['sets'])]
+    rows = []
+    for a, s in todo:
+        r = dict(a=a, b=baseline, set=s, seeds_a=len(groups[a]), seeds_b=len(groups[baseline]), note='')
+        try: r.update(seed_aso(groups[a], groups[baseline], s, num_comparisons=len(todo), n_boot=n_boot))
+        except ValueError as e: r.update(aso_eps=np.nan, aso_eps_rev=np.nan, note=str(e).splitlines()[0][:200])
+        rows.append(r)
+    return pd.DataFrame(rows, columns=['a', 'b', 'set', 'seeds_a', 'seeds_b', 'aso_eps', 'aso_eps_rev', 'note'])
 
 # %% ../nbs/13_study.ipynb #aaa36a16
 def _cfg_name(run_name:str, prefix:str)->str:
