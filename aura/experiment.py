@@ -598,12 +598,12 @@ def run_experiment(quiet:bool=False, # no progress bar
 # %% ../nbs/10_experiment.ipynb #a9596668
 _RUN_FACTS = ('run_id', 'run_name', 'wall_seconds', 'train_seconds', 'peak_rss_mb', 'peak_cuda_mb')   # differ between honest re-runs
 
-def _flat(x, prefix:str='')->dict:
-    "Nested dicts and lists as {'a.b.0': leaf}."
+def _leaves(x, prefix:str='')->dict:
+    "Every leaf of nested dicts and lists as {'a.b.0': leaf}; unlike `aura.results._flat` (a run's table columns), lists are opened too, so a reproduction compares each number."
     if isinstance(x, dict): items = x.items()
     elif isinstance(x, list): items = enumerate(x)
     else: return {prefix: x}
-    return {k: v for key, val in items for k, v in _flat(val, f'{prefix}.{key}' if prefix else str(key)).items()}
+    return {k: v for key, val in items for k, v in _leaves(val, f'{prefix}.{key}' if prefix else str(key)).items()}
 
 def _same(a, b)->bool:
     "Bit-equal JSON leaves (NaN equals NaN)."
@@ -616,7 +616,7 @@ def compare_metrics(original:dict,   # one run's metrics.json
                     skip=_RUN_FACTS  # top-level entries left out
                    )->pd.DataFrame:  # metric, original, reproduced, difference (numbers), same
     "Every leaf of two metrics records side by side, with its difference and whether it is bit-identical."
-    a, b = (_flat({k: v for k, v in m.items() if k not in skip}) for m in (original, reproduced))
+    a, b = (_leaves({k: v for k, v in m.items() if k not in skip}) for m in (original, reproduced))
     rows = []
     for k in list(a) + [k for k in b if k not in a]:
         x, y = a.get(k), b.get(k)
@@ -655,7 +655,7 @@ def env_differences(then:dict, # the original run's env.json
     out += [f"{k}: {then.get(k)} then, {now.get(k)} now" for k in ('python', 'device') if then.get(k) != now.get(k)]
     for s in ('cpu', 'gpu', 'determinism', 'backbone'):
         if s not in then: out.append(f"{s}: not recorded by the original run"); continue
-        a, b = _flat(then.get(s) or {}), _flat(now.get(s) or {})
+        a, b = _leaves(then.get(s) or {}), _leaves(now.get(s) or {})
         out += [f"{s}.{k}: {a.get(k)} then, {b.get(k)} now" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     return out
 
